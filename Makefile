@@ -1,0 +1,41 @@
+# PGXS build for resumable_ws. `make && make install`, then see README.md.
+MODULE_big = resumable_ws
+EXTENSION  = resumable_ws
+DATA       = sql/resumable_ws--1.0.sql
+PGFILEDESC = "resumable_ws - resumable WebSocket server inside PostgreSQL"
+
+OBJS = \
+	src/module.o \
+	src/settings.o \
+	src/shared_state.o \
+	src/sql_functions.o \
+	src/auth.o \
+	src/uuid.o \
+	src/protocol.o \
+	src/event_log.o \
+	src/server.o \
+	src/database.o \
+	src/session_hub.o \
+	src/worker.o
+
+PG_CONFIG ?= pg_config
+
+PG_CPPFLAGS = -Isrc
+PG_CXXFLAGS = -std=c++17 -Wno-register -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+SHLIB_LINK  = -lwebsockets -luv -lcurl -lssl -lcrypto -lstdc++
+
+# pg_regress: inputs in test/sql, expected output in the top-level expected/
+# (test/expected is a symlink to it: PG15's pg_regress has no --expecteddir).
+REGRESS      = api privileges cleanup
+REGRESS_OPTS = --inputdir=test --temp-config=test/regress.conf --temp-instance=$(TEMP_INSTANCE_DIR)
+ISOLATION      = concurrent_publish
+ISOLATION_OPTS = --inputdir=test --temp-config=test/regress.conf --temp-instance=$(TEMP_INSTANCE_DIR)
+TEMP_INSTANCE_DIR ?= ./tmp_check
+
+# Nothing in this library benefits from JIT inlining, and emitting LLVM bitcode
+# for C++ would need a clang matching the server's LLVM: build no bitcode.
+override with_llvm = no
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+

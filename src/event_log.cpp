@@ -1,0 +1,200 @@
+#include "event_log.hpp"
+
+#include "pg.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+}
+
+#include <string>
+
+namespace rws {
+
+struct StatementText {
+    const char *sql;
+    int nargs;
+};
+
+// Frames are built by Postgres so that payload (jsonb) is emitted as is and
+// every string is escaped by one JSON writer.
+static const StatementText kStatements[] = {
+    /* kExtensionInstalled */
+    {"SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'resumable_ws'", 0},
+    /* kClearLiveConnections */
+    {"DELETE FROM resumable_ws.ws_live_connections", 0},
+    /* kGetSession */
+    {"SELECT user_id::text, status, last_event_id::text FROM resumable_ws.ws_sessions "
+     "WHERE session_id = $1::uuid",
+     1},
+    /* kCreateSession */
+    {"INSERT INTO resumable_ws.ws_sessions (user_id) VALUES ($1::uuid) RETURNING session_id::text", 1},
+    /* kAddLiveConnection */
+    {"INSERT INTO resumable_ws.ws_live_connections (session_id, user_id, worker_pid, remote_addr) "
+     "VALUES ($1::uuid, $2::uuid, $3::integer, $4) RETURNING connection_id::text",
+     4},
+    /* kRemoveLiveConnection */
+    {"DELETE FROM resumable_ws.ws_live_connections WHERE connection_id = $1::uuid", 1},
+    /* kLockSession */
+    {"SELECT status, last_event_id::text FROM resumable_ws.ws_sessions "
+     "WHERE session_id = $1::uuid FOR UPDATE SKIP LOCKED",
+     1},
+    /* kFindIdempotencyKey */
+    {"SELECT k.event_id::text, coalesce(e.payload->>'content', '') "
+     "FROM resumable_ws.ws_idempotency_keys k "
+     "JOIN resumable_ws.ws_events e ON e.session_id = k.session_id AND e.id = k.event_id "
+     "WHERE k.session_id = $1::uuid AND k.idempotency_key = $2::uuid",
+     2},
+    /* kInsertEvent */
+    {"INSERT INTO resumable_ws.ws_events (session_id, id, event_type, payload) "
+     "VALUES ($1::uuid, $2::bigint, $3, $4::jsonb)",
+     4},
+    /* kInsertIdempotencyKey */
+    {"INSERT INTO resumable_ws.ws_idempotency_keys (session_id, idempotency_key, event_id) "
+     "VALUES ($1::uuid, $2::uuid, $3::bigint)",
+     3},
+    /* kSetLastEventId */
+    {"UPDATE resumable_ws.ws_sessions SET last_event_id = $2::bigint, last_activity_at = now() "
+     "WHERE session_id = $1::uuid",
+     2},
+    /* kReadEvents */
+    {"SELECT id::text, json_build_object("
+     "'type', 'event', 'id', id, 'event_type', event_type, 'payload', payload, "
+     "'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
+     "FROM resumable_ws.ws_events WHERE session_id = $1::uuid AND id > $2::bigint "
+     "ORDER BY id LIMIT $3::integer",
+     3},
+    /* kPing */
+    {"SELECT 1", 0},
+};
+static_assert(sizeof(kStatements) / sizeof(kStatements[0]) == 13, "one text per statement");
+
+EventLog::Rows EventLog::run(Statement statement, std::initializer_list<const char *> args) {
+    const StatementText &text = kStatements[statement];
+    const char *const *arg_values = args.begin();
+    int nargs = static_cast<int>(args.size());
+    if (nargs != text.nargs) throw std::logic_error("wrong argument count for a statement");
+
+    uint64 nrows = 0;
+    int ncols = 0;
+    char ***cells = nullptr;
+    void **plan_slot = &plans_[statement];
+    // Only C values live in this frame: an ERROR longjmps out of it.
+    pg_guard([&]() {
+        if (*plan_slot == nullptr) {
+            Oid types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+            SPIPlanPtr plan = SPI_prepare(text.sql, text.nargs, types);
+            if (plan == nullptr) elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+            SPI_keepplan(plan);
+            *plan_slot = plan;
+        }
+        Datum values[8];
+        char nulls[8];
+        for (int i = 0; i < nargs; i++) {
+            values[i] = arg_values[i] ? CStringGetTextDatum(arg_values[i]) : (Datum)0;
+            nulls[i] = arg_values[i] ? ' ' : 'n';
+        }
+        int rc = SPI_execute_plan(static_cast<SPIPlanPtr>(*plan_slot), values, nulls, false, 0);
+        if (rc < 0) elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+        if (SPI_tuptable == nullptr) return;
+        nrows = SPI_processed;
+        TupleDesc desc = SPI_tuptable->tupdesc;
+        ncols = desc->natts;
+        cells = static_cast<char ***>(palloc(sizeof(char **) * (nrows + 1)));
+        for (uint64 r = 0; r < nrows; r++) {
+            cells[r] = static_cast<char **>(palloc(sizeof(char *) * ncols));
+            for (int c = 0; c < ncols; c++) cells[r][c] = SPI_getvalue(SPI_tuptable->vals[r], desc, c + 1);
+        }
+    });
+
+    // Copied out here, outside the guarded frame. The palloc'd cells go with
+    // SPI_finish at the end of the transaction.
+    Rows rows(nrows);
+    for (uint64 r = 0; r < nrows; r++) {
+        rows[r].reserve(ncols);
+        for (int c = 0; c < ncols; c++) rows[r].emplace_back(cells[r][c] ? cells[r][c] : "");
+    }
+    return rows;
+}
+
+bool EventLog::extension_installed() {
+    return run(kExtensionInstalled, {}).at(0).at(0) != "0";
+}
+
+void EventLog::clear_live_connections() { run(kClearLiveConnections, {}); }
+
+SessionRow EventLog::get_session(const std::string &session_id) {
+    SessionRow row;
+    Rows rows = run(kGetSession, {session_id.c_str()});
+    if (rows.empty()) return row;
+    row.found = true;
+    row.user_id = rows[0][0];
+    row.active = rows[0][1] == "active";
+    row.last_event_id = std::stoll(rows[0][2]);
+    return row;
+}
+
+std::string EventLog::create_session(const std::string &user_id) {
+    return run(kCreateSession, {user_id.c_str()}).at(0).at(0);
+}
+
+std::string EventLog::add_live_connection(const std::string &session_id, const std::string &user_id,
+                                          int worker_pid, const std::string &remote_addr) {
+    std::string pid = std::to_string(worker_pid);
+    return run(kAddLiveConnection, {session_id.c_str(), user_id.c_str(), pid.c_str(),
+                                    remote_addr.empty() ? nullptr : remote_addr.c_str()})
+        .at(0)
+        .at(0);
+}
+
+void EventLog::remove_live_connection(const std::string &connection_id) {
+    run(kRemoveLiveConnection, {connection_id.c_str()});
+}
+
+LockResult EventLog::lock_session(const std::string &session_id, int64_t &last_event_id, bool &active) {
+    Rows rows = run(kLockSession, {session_id.c_str()});
+    if (rows.empty()) return get_session(session_id).found ? LockResult::Busy : LockResult::Missing;
+    active = rows[0][0] == "active";
+    last_event_id = std::stoll(rows[0][1]);
+    return LockResult::Locked;
+}
+
+bool EventLog::find_idempotency_key(const std::string &session_id, const std::string &key,
+                                    int64_t &event_id, std::string &content) {
+    Rows rows = run(kFindIdempotencyKey, {session_id.c_str(), key.c_str()});
+    if (rows.empty()) return false;
+    event_id = std::stoll(rows[0][0]);
+    content = rows[0][1];
+    return true;
+}
+
+void EventLog::insert_event(const std::string &session_id, int64_t id, const std::string &event_type,
+                            const std::string &payload_json) {
+    std::string id_text = std::to_string(id);
+    run(kInsertEvent, {session_id.c_str(), id_text.c_str(), event_type.c_str(), payload_json.c_str()});
+}
+
+void EventLog::insert_idempotency_key(const std::string &session_id, const std::string &key,
+                                      int64_t event_id) {
+    std::string id_text = std::to_string(event_id);
+    run(kInsertIdempotencyKey, {session_id.c_str(), key.c_str(), id_text.c_str()});
+}
+
+void EventLog::set_last_event_id(const std::string &session_id, int64_t last_event_id) {
+    std::string id_text = std::to_string(last_event_id);
+    run(kSetLastEventId, {session_id.c_str(), id_text.c_str()});
+}
+
+std::vector<EventRow> EventLog::read_events(const std::string &session_id, int64_t after, int limit) {
+    std::string after_text = std::to_string(after), limit_text = std::to_string(limit);
+    Rows rows = run(kReadEvents, {session_id.c_str(), after_text.c_str(), limit_text.c_str()});
+    std::vector<EventRow> events;
+    events.reserve(rows.size());
+    for (auto &row : rows) events.push_back(EventRow{std::stoll(row[0]), std::move(row[1])});
+    return events;
+}
+
+void EventLog::ping_database() { run(kPing, {}); }
+
+}  // namespace rws

@@ -1,0 +1,386 @@
+#include "server.hpp"
+
+#include "protocol.hpp"
+#include "settings.hpp"
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+namespace rws {
+
+static int callback_trampoline(lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                               size_t len) {
+    auto *server = static_cast<Server *>(lws_context_user(lws_get_context(wsi)));
+    if (server == nullptr) return lws_callback_http_dummy(wsi, reason, user, in, len);
+    try {
+        return server->callback(wsi, reason, user, in, len);
+    } catch (...) {
+        // Never let an exception unwind into lws (C). Drop the connection.
+        return -1;
+    }
+}
+
+// One protocol serves both the HTTP endpoints and the WebSocket: a client
+// that names no subprotocol is bound to the first one.
+static const lws_protocols kProtocols[] = {
+    {"resumable-ws", callback_trampoline, sizeof(Connection *), 16 * 1024, 0, nullptr, 0},
+    {nullptr, nullptr, 0, 0, 0, nullptr, 0},
+};
+
+static void log_from_lws(int level, const char *line) {
+    // lws lines end with a newline; they never contain tokens at these levels.
+    fprintf(stderr, "resumable_ws: libwebsockets: %s", line);
+}
+
+Server::Server(uv_loop_t *loop, ServerHandler &handler) : loop_(loop), handler_(handler) {}
+
+Server::~Server() {
+    // The worker exits right after; tearing down lws on a foreign loop would
+    // need further loop runs to close its handles. The OS reclaims sockets.
+}
+
+static std::vector<std::string> split_addresses(const std::string &list) {
+    std::vector<std::string> out;
+    std::stringstream stream(list);
+    std::string item;
+    while (std::getline(stream, item, ',')) {
+        item.erase(0, item.find_first_not_of(" \t"));
+        item.erase(item.find_last_not_of(" \t") + 1);
+        if (!item.empty()) out.push_back(item);
+    }
+    return out;
+}
+
+void Server::start() {
+    lws_set_log_level(getenv("RWS_LWS_DEBUG") ? 0xff : (LLL_ERR | LLL_WARN), log_from_lws);
+
+    lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    void *foreign_loops[1] = {loop_};
+    info.foreign_loops = foreign_loops;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.user = this;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    context_ = lws_create_context(&info);
+    if (context_ == nullptr) throw std::runtime_error("lws_create_context failed (is libwebsockets-evlib-uv installed?)");
+
+    auto addresses = split_addresses(settings.listen_addresses ? settings.listen_addresses : "");
+    if (addresses.empty()) throw std::runtime_error("resumable_ws.listen_addresses is empty");
+    for (const auto &address : addresses) {
+        lws_context_creation_info vhost;
+        memset(&vhost, 0, sizeof(vhost));
+        vhost.port = settings.port;
+        vhost.protocols = kProtocols;
+        vhost.vhost_name = "resumable_ws";
+        // HTTP/1.1 only: lws 4.1.6's HTTP/2 has an open HPACK CVE.
+        vhost.alpn = "http/1.1";
+        vhost.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                        LWS_SERVER_OPTION_LIBUV;
+        std::string iface = address;
+        if (iface == "localhost") iface = "127.0.0.1";
+        if (iface == "*") {
+            vhost.iface = nullptr;
+        } else {
+            vhost.iface = iface.c_str();
+            if (iface.find(':') == std::string::npos) vhost.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+        }
+        if (lws_create_vhost(context_, &vhost) == nullptr)
+            throw std::runtime_error("cannot listen on " + address + ":" + std::to_string(settings.port));
+    }
+}
+
+Connection *Server::find(uint64_t id) {
+    auto it = connections_.find(id);
+    return it == connections_.end() ? nullptr : it->second.get();
+}
+
+void Server::for_each(const std::function<void(Connection &)> &fn) {
+    for (auto &entry : connections_) fn(*entry.second);
+}
+
+void Server::send(Connection &conn, const std::string &frame) {
+    if (conn.wsi == nullptr || conn.close_code != 0) return;
+    std::string buffer(LWS_PRE, '\0');
+    buffer += frame;
+    conn.out_bytes += frame.size();
+    conn.out_queue.push_back(std::move(buffer));
+    if (conn.out_bytes > static_cast<size_t>(settings.max_send_buffer)) {
+        // A reader this slow would make the worker hold unbounded memory. It
+        // gets a close frame (if its socket takes it) and resumes later.
+        conn.out_queue.clear();
+        conn.out_bytes = 0;
+        close(conn, kCloseTooSlow, "send buffer over its limit");
+        lws_set_timeout(conn.wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        return;
+    }
+    lws_callback_on_writable(conn.wsi);
+}
+
+void Server::close(Connection &conn, int code, const std::string &reason) {
+    if (conn.wsi == nullptr || conn.close_code != 0) return;
+    conn.close_code = code;
+    conn.close_reason = reason.substr(0, 120);
+    conn.state = Connection::State::Closing;
+    lws_callback_on_writable(conn.wsi);
+}
+
+void Server::fail(Connection &conn, const std::string &error_code, const std::string &message,
+                  int close_code) {
+    send(conn, frames::error(error_code, message));
+    close(conn, close_code, error_code);
+}
+
+void Server::tick(Clock::time_point now, int64_t unix_now) {
+    auto interval = std::chrono::milliseconds(settings.heartbeat_interval_ms);
+    for (auto &entry : connections_) {
+        Connection &conn = *entry.second;
+        if (conn.wsi == nullptr) continue;
+        if (now - conn.last_received > 3 * interval) {
+            // Silent for three intervals: the peer is gone or half-open.
+            lws_set_timeout(conn.wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+            continue;
+        }
+        if (conn.close_code == 0 && conn.token_expires_at != 0 && unix_now >= conn.token_expires_at) {
+            fail(conn, "unauthorized", "token expired", kCloseUnauthorized);
+            continue;
+        }
+        if (now - conn.last_ping_sent >= interval) {
+            conn.last_ping_sent = now;
+            conn.ping_due = true;
+            lws_callback_on_writable(conn.wsi);
+        }
+    }
+}
+
+void Server::answer_health(bool database_ok) {
+    for (lws *wsi : health_waiters_) {
+        health_answers_[wsi] = database_ok;
+        lws_callback_on_writable(wsi);
+    }
+    health_waiters_.clear();
+}
+
+int Server::write_health(lws *wsi) {
+    auto it = health_answers_.find(wsi);
+    if (it == health_answers_.end()) return 0;
+    bool ok = it->second;
+    health_answers_.erase(it);
+
+    char body_text[160];
+    int body_len = snprintf(body_text, sizeof(body_text),
+                            "{\"status\":\"%s\",\"database\":%s,\"connections\":%zu}\n",
+                            ok ? "ok" : "unavailable", ok ? "true" : "false", connections_.size());
+    unsigned char buffer[LWS_PRE + 512];
+    unsigned char *start = buffer + LWS_PRE, *p = start, *end = buffer + sizeof(buffer) - 1;
+    if (lws_add_http_common_headers(wsi, ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                    "application/json", body_len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    unsigned char body[LWS_PRE + 160];
+    memcpy(body + LWS_PRE, body_text, body_len);
+    if (lws_write(wsi, body + LWS_PRE, body_len, LWS_WRITE_HTTP_FINAL) != body_len) return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+int Server::on_http(lws *wsi, const char *uri) {
+    bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    if (is_get && strcmp(uri, "/healthz") == 0) {
+        health_waiters_.insert(wsi);
+        handler_.on_health_request();
+        return 0;  // answered after the worker's next pass
+    }
+    // Everything else (including the page and /auth/anonymous, which later
+    // work adds) is not served.
+    if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, nullptr)) return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+// Copies a URL argument (name without '='); returns false if absent.
+static bool url_arg(lws *wsi, const char *name, std::string &out) {
+    char buffer[4096];
+    std::string key = std::string(name) + "=";
+    const char *value = lws_get_urlarg_by_name(wsi, key.c_str(), buffer, sizeof(buffer));
+    if (value == nullptr) return false;
+    out = value;
+    return true;
+}
+
+int Server::on_filter(lws *wsi, Connection **slot) {
+    char uri[256];
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0) return 1;
+    if (strcmp(uri, "/ws") != 0) return 1;
+    if (connections_.size() >= static_cast<size_t>(settings.max_connections)) return 1;
+
+    auto conn = std::make_unique<Connection>();
+    conn->id = next_id_++;
+    conn->wsi = wsi;
+    char peer[64] = {0};
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    conn->remote_addr = peer;
+
+    if (!url_arg(wsi, "token", conn->token)) {
+        char header[4096];
+        int n = lws_hdr_copy(wsi, header, sizeof(header), WSI_TOKEN_HTTP_AUTHORIZATION);
+        if (n > 7 && strncasecmp(header, "Bearer ", 7) == 0) conn->token = header + 7;
+    }
+    url_arg(wsi, "session_id", conn->session_param);
+    conn->has_cursor_param = url_arg(wsi, "last_event_id", conn->cursor_param);
+
+    auto now = Clock::now();
+    conn->last_received = conn->last_ping_sent = conn->rate_refilled = now;
+    conn->rate_tokens = 2.0 * settings.max_messages_per_second;
+    *slot = conn.get();
+    connections_.emplace(conn->id, std::move(conn));
+    return 0;
+}
+
+void Server::reject_frame(Connection &conn, const std::string &message) {
+    send(conn, frames::error("bad_request", message));
+    // A client that keeps sending garbage is told to back off.
+    if (++conn.consecutive_bad_frames >= 10) close(conn, kClosePolicy, "too many bad frames");
+}
+
+int Server::on_receive(Connection &conn, const void *in, size_t len) {
+    auto now = Clock::now();
+    conn.last_received = now;
+    if (lws_is_first_fragment(conn.wsi)) conn.rx.clear();
+
+    // Checked while fragments accumulate, so a huge message is never held.
+    if (conn.rx.size() + len + lws_remaining_packet_payload(conn.wsi) >
+        static_cast<size_t>(settings.max_message_size)) {
+        conn.rx.clear();
+        conn.out_queue.clear();
+        conn.out_bytes = 0;
+        conn.close_code = kCloseTooBig;
+        conn.close_reason = "message too big";
+        send_close_frame(conn);
+        return 0;
+    }
+    if (conn.close_code != 0) return 0;  // closing: ignore what still arrives
+    conn.rx.append(static_cast<const char *>(in), len);
+    if (!lws_is_final_fragment(conn.wsi) || lws_remaining_packet_payload(conn.wsi) > 0) return 0;
+
+    std::string text;
+    text.swap(conn.rx);
+    if (conn.close_code != 0) return 0;
+
+    // Token bucket: max_messages_per_second, bursts of twice that.
+    double rate = settings.max_messages_per_second;
+    double elapsed = std::chrono::duration<double>(now - conn.rate_refilled).count();
+    conn.rate_refilled = now;
+    conn.rate_tokens = std::min(2.0 * rate, conn.rate_tokens + elapsed * rate);
+    if (conn.rate_tokens < 1.0) {
+        close(conn, kClosePolicy, "rate limit");
+        return 0;
+    }
+    conn.rate_tokens -= 1.0;
+
+    if (lws_frame_is_binary(conn.wsi)) {
+        reject_frame(conn, "frames must be JSON text");
+        return 0;
+    }
+    handler_.on_text(conn, text);
+    return 0;
+}
+
+int Server::on_writeable(Connection &conn) {
+    if (conn.close_sent) return 0;
+    if (conn.ping_due) {
+        conn.ping_due = false;
+        unsigned char ping[LWS_PRE + 1];
+        if (lws_write(conn.wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0) return -1;
+    }
+    while (!conn.out_queue.empty() && !lws_send_pipe_choked(conn.wsi)) {
+        std::string &buffer = conn.out_queue.front();
+        size_t length = buffer.size() - LWS_PRE;
+        auto *payload = reinterpret_cast<unsigned char *>(&buffer[LWS_PRE]);
+        if (lws_write(conn.wsi, payload, length, LWS_WRITE_TEXT) < static_cast<int>(length)) return -1;
+        conn.out_bytes -= length;
+        conn.out_queue.pop_front();
+    }
+    if (!conn.out_queue.empty()) {
+        lws_callback_on_writable(conn.wsi);
+        return 0;
+    }
+    if (conn.replaying) handler_.on_drained(conn);
+    if (conn.close_code != 0) send_close_frame(conn);
+    return 0;
+}
+
+void Server::send_close_frame(Connection &conn) {
+    // Written by hand rather than "lws_close_reason + return -1": Debian's
+    // lws is built with _DEBUG, where that path on libuv closes twice ("uv
+    // repeat test") and the socket is dropped before the close frame goes
+    // out; its timeout path drops it too. The peer answers our close frame
+    // with its own, upon which lws closes the socket; if it never does, the
+    // timeout below does.
+    if (conn.close_sent) return;
+    conn.close_sent = true;
+    unsigned char frame[LWS_PRE + 2 + 123];
+    unsigned char *payload = frame + LWS_PRE;
+    size_t reason_length = std::min<size_t>(conn.close_reason.size(), 123);
+    payload[0] = static_cast<unsigned char>((conn.close_code >> 8) & 0xff);
+    payload[1] = static_cast<unsigned char>(conn.close_code & 0xff);
+    memcpy(payload + 2, conn.close_reason.data(), reason_length);
+    // lws writes its own close frames with write protocol 4 (LWS_WRITE_CLOSE,
+    // no longer in the public enum).
+    constexpr auto kWriteClose = static_cast<lws_write_protocol>(4);
+    lws_write(conn.wsi, payload, 2 + reason_length, kWriteClose);
+    lws_set_timeout(conn.wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+}
+
+int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len) {
+    auto reason = static_cast<lws_callback_reasons>(reason_int);
+    auto **slot = static_cast<Connection **>(user);
+    Connection *conn = slot ? *slot : nullptr;
+
+    switch (reason) {
+        case LWS_CALLBACK_HTTP:
+            return on_http(wsi, static_cast<const char *>(in));
+        case LWS_CALLBACK_HTTP_WRITEABLE:
+            return write_health(wsi);
+        case LWS_CALLBACK_CLOSED_HTTP:
+            health_waiters_.erase(wsi);
+            health_answers_.erase(wsi);
+            break;
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+            return slot ? on_filter(wsi, slot) : 1;
+        case LWS_CALLBACK_ESTABLISHED:
+            if (conn) handler_.on_open(*conn);
+            return 0;
+        case LWS_CALLBACK_RECEIVE:
+            return conn ? on_receive(*conn, in, len) : -1;
+        case LWS_CALLBACK_RECEIVE_PONG:
+            if (conn) conn->last_received = Clock::now();
+            return 0;
+        case LWS_CALLBACK_SERVER_WRITEABLE:
+            return conn ? on_writeable(*conn) : 0;
+        case LWS_CALLBACK_CLOSED:
+        case LWS_CALLBACK_WSI_DESTROY:
+            if (conn) {
+                *slot = nullptr;
+                conn->wsi = nullptr;
+                handler_.on_closed(*conn);
+                connections_.erase(conn->id);
+            }
+            if (reason == LWS_CALLBACK_WSI_DESTROY) {
+                health_waiters_.erase(wsi);
+                health_answers_.erase(wsi);
+            }
+            return 0;
+        default:
+            break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+}  // namespace rws

@@ -1,0 +1,93 @@
+// The HTTP/WebSocket server: libwebsockets on a libuv loop owned by the
+// worker (a "foreign loop"), so that the worker waits on the loop's backend
+// fd in its one WaitEventSet. Callbacks only parse and hand work to the
+// ServerHandler; they never touch SPI.
+#pragma once
+
+#include "connection.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+struct lws_context;
+typedef struct uv_loop_s uv_loop_t;
+
+namespace rws {
+
+// What the server asks of the worker. Runs inside uv_run on the worker's
+// thread; must not call Postgres.
+class ServerHandler {
+  public:
+    virtual ~ServerHandler() = default;
+    virtual void on_open(Connection &conn) = 0;
+    virtual void on_text(Connection &conn, const std::string &text) = 0;
+    virtual void on_closed(Connection &conn) = 0;
+    // The send queue of a replaying connection fell low: it can take more.
+    virtual void on_drained(Connection &conn) = 0;
+    virtual void on_health_request() = 0;
+};
+
+// WebSocket close codes of PROTOCOL.md §3.
+enum CloseCode {
+    kCloseUnauthorized = 4001,
+    kCloseForbidden = 4003,
+    kCloseSessionNotFound = 4004,
+    kCloseTooSlow = 4010,
+    kClosePolicy = 1008,
+    kCloseTooBig = 1009,
+    kCloseInternal = 1011,
+    kCloseRestart = 1012,
+};
+
+class Server {
+  public:
+    Server(uv_loop_t *loop, ServerHandler &handler);
+    ~Server();
+    // Binds resumable_ws.listen_addresses:port; throws on failure.
+    void start();
+
+    Connection *find(uint64_t id);
+    size_t connection_count() const { return connections_.size(); }
+    void for_each(const std::function<void(Connection &)> &fn);
+
+    // Queues a text frame. Over max_send_buffer the connection is closed 4010.
+    void send(Connection &conn, const std::string &frame);
+    // Sends what is queued, then closes with this code.
+    void close(Connection &conn, int code, const std::string &reason);
+    // Answers a malformed frame with bad_request; many in a row close 1008.
+    void reject_frame(Connection &conn, const std::string &message);
+    // Sends an error frame, then closes.
+    void fail(Connection &conn, const std::string &error_code, const std::string &message,
+              int close_code);
+
+    // Pings, closes silent connections and those whose token expired.
+    void tick(Clock::time_point now, int64_t unix_now);
+
+    // Answers every pending GET /healthz.
+    void answer_health(bool database_ok);
+    bool health_pending() const { return !health_waiters_.empty(); }
+
+    // lws callback (public for the C trampoline).
+    int callback(lws *wsi, int reason, void *user, void *in, size_t len);
+
+  private:
+    int on_http(lws *wsi, const char *uri);
+    int on_filter(lws *wsi, Connection **slot);
+    int on_receive(Connection &conn, const void *in, size_t len);
+    int on_writeable(Connection &conn);
+    int write_health(lws *wsi);
+    void send_close_frame(Connection &conn);
+
+    uv_loop_t *loop_;
+    ServerHandler &handler_;
+    lws_context *context_ = nullptr;
+    uint64_t next_id_ = 1;
+    std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
+    std::unordered_set<lws *> health_waiters_;   // waiting for the next pass
+    std::unordered_map<lws *, bool> health_answers_;  // ready to write
+};
+
+}  // namespace rws

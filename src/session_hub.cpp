@@ -1,0 +1,495 @@
+#include "session_hub.hpp"
+
+#include "auth.hpp"
+#include "protocol.hpp"
+#include "settings.hpp"
+#include "uuid.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+
+namespace rws {
+
+// Events read per session per pass: bounds a pass's latency and memory.
+constexpr int kReadBatch = 500;
+// Frames a client may send before its session is ready.
+constexpr size_t kMaxHeldFrames = 64;
+// A replaying connection is fed only while its queue is below this share of
+// max_send_buffer, so a long replay never trips the 4010 limit.
+constexpr size_t kReplayQueueDivisor = 4;
+
+static size_t replay_queue_limit() {
+    return static_cast<size_t>(settings.max_send_buffer) / kReplayQueueDivisor;
+}
+
+// --- lws side: parse, validate, enqueue -----------------------------------
+
+void SessionHub::enqueue(Request request) {
+    requests_.push_back(std::move(request));
+    requests_deferred_only_ = false;
+}
+
+void SessionHub::on_open(Connection &conn) {
+    TokenCheck check = verify_token(conn.token, settings.jwt_secret ? settings.jwt_secret : "",
+                                    settings.jwt_audience ? settings.jwt_audience : "", time(nullptr));
+    conn.token.clear();  // not needed any longer; do not keep secrets around
+    if (!check.ok) {
+        fprintf(stderr, "resumable_ws: connection from %s refused: %s\n", conn.remote_addr.c_str(),
+                check.reason.c_str());
+        server_->fail(conn, "unauthorized", "invalid or expired token", kCloseUnauthorized);
+        return;
+    }
+    conn.user_id = check.user_id;
+    conn.token_expires_at = check.expires_at;
+
+    Request request{Request::Kind::Open};
+    request.conn_id = conn.id;
+    request.user_id = conn.user_id;
+    request.remote_addr = conn.remote_addr;
+    if (!conn.session_param.empty() && !parse_uuid(conn.session_param, request.session_id)) {
+        server_->fail(conn, "session_not_found", "no such session", kCloseSessionNotFound);
+        return;
+    }
+    enqueue(std::move(request));
+}
+
+void SessionHub::on_text(Connection &conn, const std::string &text) {
+    if (conn.state == Connection::State::Closing) return;
+    if (conn.state == Connection::State::Opening) {
+        if (conn.held_frames.size() >= kMaxHeldFrames) {
+            server_->close(conn, kClosePolicy, "too many frames before ready");
+            return;
+        }
+        conn.held_frames.push_back(text);
+        return;
+    }
+    dispatch(conn, text);
+}
+
+void SessionHub::dispatch(Connection &conn, const std::string &text) {
+    ClientFrame frame = parse_client_frame(text);
+    if (frame.type == ClientFrameType::Invalid) {
+        server_->reject_frame(conn, frame.error);
+        return;
+    }
+    conn.consecutive_bad_frames = 0;
+
+    switch (frame.type) {
+        case ClientFrameType::Ping:
+            server_->send(conn, frames::pong(std::move(frame.fields)));
+            break;
+        case ClientFrameType::Auth: {
+            TokenCheck check = verify_token(frame.token, settings.jwt_secret ? settings.jwt_secret : "",
+                                            settings.jwt_audience ? settings.jwt_audience : "",
+                                            time(nullptr));
+            if (!check.ok || check.user_id != conn.user_id) {
+                server_->fail(conn, "unauthorized", "invalid token, or a token of another user",
+                              kCloseUnauthorized);
+                break;
+            }
+            conn.token_expires_at = check.expires_at;
+            break;
+        }
+        case ClientFrameType::Cancel:
+            // Accepted; generations (which it stops) come with the LLM worker.
+            break;
+        case ClientFrameType::Resume: {
+            Request request{Request::Kind::Resume};
+            request.conn_id = conn.id;
+            request.session_id = conn.session_id;
+            request.last_event_id = frame.last_event_id;
+            enqueue(std::move(request));
+            break;
+        }
+        case ClientFrameType::UserMessage: {
+            Request request{Request::Kind::UserMessage};
+            request.conn_id = conn.id;
+            request.session_id = conn.session_id;
+            request.content = std::move(frame.content);
+            request.idempotency_key = std::move(frame.idempotency_key);
+            enqueue(std::move(request));
+            break;
+        }
+        case ClientFrameType::Invalid:
+            break;
+    }
+}
+
+void SessionHub::on_closed(Connection &conn) {
+    if (!conn.session_id.empty()) {
+        auto it = sessions_.find(conn.session_id);
+        if (it != sessions_.end()) {
+            auto &list = it->second.connections;
+            list.erase(std::remove(list.begin(), list.end(), &conn), list.end());
+            if (list.empty()) sessions_.erase(it);
+        }
+    }
+    if (!conn.live_row_id.empty()) {
+        Request request{Request::Kind::Detach};
+        request.live_row_id = conn.live_row_id;
+        enqueue(std::move(request));
+    }
+}
+
+void SessionHub::on_drained(Connection &conn) {
+    if (conn.state == Connection::State::Ready && conn.replaying) mark_dirty(conn.session_id);
+}
+
+void SessionHub::sessions_changed(const std::vector<Wake> &wakes, bool overflowed) {
+    if (overflowed) {
+        for (auto &entry : sessions_) {
+            mark_dirty(entry.first);
+            maybe_closed_.insert(entry.first);
+        }
+        return;
+    }
+    char text[37];
+    for (const Wake &wake : wakes) {
+        const unsigned char *b = wake.session_id;
+        snprintf(text, sizeof(text),
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+        std::string session_id(text);
+        if (sessions_.count(session_id) == 0) continue;  // nobody watching
+        mark_dirty(session_id);
+        if (wake.closed) maybe_closed_.insert(session_id);
+    }
+}
+
+int SessionHub::idle_timeout_ms() const {
+    if (health_requested_) return 0;
+    if (!maybe_closed_.empty()) return delivery_failing_ ? 250 : 0;
+    if (!requests_.empty()) return requests_deferred_only_ ? 20 : 0;
+    for (const auto &session_id : dirty_)
+        if (sessions_.count(session_id)) return delivery_failing_ ? 250 : 0;
+    return -1;
+}
+
+// --- a pass ----------------------------------------------------------------
+
+void SessionHub::pass() {
+    if (!requests_.empty() && !requests_deferred_only_) run_requests();
+    deliver();
+    if (health_requested_) {
+        health_requested_ = false;
+        bool ok = db_.transact([](EventLog &log) { log.ping_database(); });
+        server_->answer_health(ok);
+    }
+}
+
+void SessionHub::run_requests() {
+    std::vector<Request> requests;
+    requests.swap(requests_);
+
+    Batch batch;
+    bool committed = db_.transact([&](EventLog &log) {
+        batch = Batch();
+        for (const Request &request : requests) handle(log, request, batch);
+    });
+    if (!committed) {
+        // One bad request must not fail the others: run each on its own.
+        batch = Batch();
+        for (const Request &request : requests) {
+            Batch single;
+            if (db_.transact([&](EventLog &log) { handle(log, request, single); })) {
+                for (auto &answer : single.after_commit) batch.after_commit.push_back(std::move(answer));
+                for (auto &later : single.deferred) batch.deferred.push_back(std::move(later));
+            } else {
+                batch.after_commit.push_back(failure_answer(request));
+            }
+        }
+    }
+
+    // Answers may queue new requests (frames held until ready, detaches).
+    for (auto &answer : batch.after_commit) answer();
+    if (!batch.deferred.empty()) {
+        bool only_deferred = requests_.empty();
+        requests_.insert(requests_.begin(), std::make_move_iterator(batch.deferred.begin()),
+                         std::make_move_iterator(batch.deferred.end()));
+        requests_deferred_only_ = only_deferred;
+    }
+}
+
+void SessionHub::handle(EventLog &log, const Request &request, Batch &batch) {
+    // Keep each session's requests in order behind one that had to wait.
+    if (!request.session_id.empty() && batch.deferred_sessions.count(request.session_id)) {
+        batch.deferred.push_back(request);
+        return;
+    }
+    switch (request.kind) {
+        case Request::Kind::Open:
+            handle_open(log, request, batch);
+            break;
+        case Request::Kind::UserMessage:
+            handle_user_message(log, request, batch);
+            break;
+        case Request::Kind::Resume:
+            handle_resume(log, request, batch);
+            break;
+        case Request::Kind::Detach:
+            log.remove_live_connection(request.live_row_id);
+            break;
+    }
+}
+
+void SessionHub::handle_open(EventLog &log, const Request &request, Batch &batch) {
+    uint64_t conn_id = request.conn_id;
+    std::string session_id = request.session_id;
+    int64_t head = 0;
+    bool resumed = false;
+    if (!session_id.empty()) {
+        SessionRow row = log.get_session(session_id);
+        if (!row.found || !row.active) {
+            batch.after_commit.push_back([this, conn_id]() {
+                if (Connection *conn = server_->find(conn_id))
+                    server_->fail(*conn, "session_not_found", "no such session, or it is closed",
+                                  kCloseSessionNotFound);
+            });
+            return;
+        }
+        if (row.user_id != request.user_id) {
+            batch.after_commit.push_back([this, conn_id]() {
+                if (Connection *conn = server_->find(conn_id))
+                    server_->fail(*conn, "forbidden", "this session belongs to another user",
+                                  kCloseForbidden);
+            });
+            return;
+        }
+        head = row.last_event_id;
+        resumed = true;
+    } else {
+        session_id = log.create_session(request.user_id);
+    }
+    std::string live_row_id =
+        log.add_live_connection(session_id, request.user_id, worker_pid_, request.remote_addr);
+    batch.after_commit.push_back([this, conn_id, session_id, live_row_id, head, resumed]() {
+        become_ready(conn_id, session_id, live_row_id, head, resumed);
+    });
+}
+
+void SessionHub::become_ready(uint64_t conn_id, const std::string &session_id,
+                              const std::string &live_row_id, int64_t head, bool resumed) {
+    Connection *conn = server_->find(conn_id);
+    if (conn == nullptr || conn->state != Connection::State::Opening) {
+        Request detach{Request::Kind::Detach};
+        detach.live_row_id = live_row_id;
+        enqueue(std::move(detach));
+        return;
+    }
+    conn->state = Connection::State::Ready;
+    conn->session_id = session_id;
+    conn->live_row_id = live_row_id;
+    conn->cursor = head;
+    sessions_[session_id].connections.push_back(conn);
+    server_->send(*conn, frames::ready(session_id, head, resumed, settings.heartbeat_interval_ms));
+
+    if (conn->has_cursor_param) {
+        int64_t cursor = 0;
+        if (!parse_event_id(conn->cursor_param, cursor) || cursor > head) {
+            server_->send(*conn, frames::error("invalid_cursor",
+                                               "last_event_id is beyond the session's newest event"));
+        } else {
+            conn->cursor = cursor;
+            conn->replaying = true;
+        }
+    }
+    // Always look once: events may have committed after head was read.
+    mark_dirty(session_id);
+
+    std::vector<std::string> held;
+    held.swap(conn->held_frames);
+    for (const auto &text : held) dispatch(*conn, text);
+}
+
+void SessionHub::handle_user_message(EventLog &log, const Request &request, Batch &batch) {
+    uint64_t conn_id = request.conn_id;
+    const std::string &session_id = request.session_id;
+    const std::string &key = request.idempotency_key;
+    int64_t last_event_id = 0;
+    bool active = false;
+    switch (log.lock_session(session_id, last_event_id, active)) {
+        case LockResult::Busy:
+            // Another transaction holds the session (a long publish()): the
+            // worker never waits on it; try again on a later pass.
+            batch.deferred.push_back(request);
+            batch.deferred_sessions.insert(session_id);
+            return;
+        case LockResult::Missing:
+            active = false;
+            break;
+        case LockResult::Locked:
+            break;
+    }
+    if (!active) {
+        batch.after_commit.push_back([this, conn_id]() {
+            if (Connection *conn = server_->find(conn_id))
+                server_->send(*conn, frames::error("session_not_found", "the session is closed"));
+        });
+        return;
+    }
+
+    int64_t original_id = 0;
+    std::string original_content;
+    if (log.find_idempotency_key(session_id, key, original_id, original_content)) {
+        bool same = original_content == request.content;
+        batch.after_commit.push_back([this, conn_id, key, original_id, same]() {
+            Connection *conn = server_->find(conn_id);
+            if (conn == nullptr) return;
+            if (same)
+                server_->send(*conn, frames::ack(key, original_id, true));
+            else
+                server_->send(*conn, frames::error("idempotency_conflict",
+                                                   "this idempotency_key was used with other content"));
+        });
+        return;
+    }
+
+    int64_t event_id = last_event_id + 1;
+    nlohmann::ordered_json payload{{"content", request.content}, {"idempotency_key", key}};
+    log.insert_event(session_id, event_id, "user_message",
+                     payload.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+    log.insert_idempotency_key(session_id, key, event_id);
+    log.set_last_event_id(session_id, event_id);
+    batch.after_commit.push_back([this, conn_id, session_id, key, event_id]() {
+        mark_dirty(session_id);
+        if (Connection *conn = server_->find(conn_id)) server_->send(*conn, frames::ack(key, event_id, false));
+    });
+}
+
+void SessionHub::handle_resume(EventLog &log, const Request &request, Batch &batch) {
+    uint64_t conn_id = request.conn_id;
+    int64_t cursor = request.last_event_id;
+    SessionRow row = log.get_session(request.session_id);
+    int64_t head = row.last_event_id;
+    batch.after_commit.push_back([this, conn_id, cursor, head]() {
+        Connection *conn = server_->find(conn_id);
+        if (conn == nullptr || conn->state != Connection::State::Ready) return;
+        if (cursor > head) {
+            server_->send(*conn, frames::error("invalid_cursor",
+                                               "last_event_id is beyond the session's newest event"));
+            return;
+        }
+        conn->cursor = cursor;
+        conn->replaying = true;
+        mark_dirty(conn->session_id);
+    });
+}
+
+std::function<void()> SessionHub::failure_answer(const Request &request) {
+    uint64_t conn_id = request.conn_id;
+    switch (request.kind) {
+        case Request::Kind::Open:
+            return [this, conn_id]() {
+                if (Connection *conn = server_->find(conn_id))
+                    server_->fail(*conn, "internal_error", "the session could not be opened", kCloseInternal);
+            };
+        case Request::Kind::UserMessage:
+        case Request::Kind::Resume:
+            return [this, conn_id]() {
+                if (Connection *conn = server_->find(conn_id))
+                    server_->send(*conn, frames::error("internal_error", "the request failed; retry it"));
+            };
+        case Request::Kind::Detach:
+            break;
+    }
+    return []() {};
+}
+
+// --- delivery ----------------------------------------------------------------
+
+void SessionHub::deliver() {
+    if (dirty_.empty() && maybe_closed_.empty()) return;
+    std::vector<std::string> to_read;
+    for (const auto &session_id : dirty_)
+        if (sessions_.count(session_id)) to_read.push_back(session_id);
+    std::vector<std::string> to_check(maybe_closed_.begin(), maybe_closed_.end());
+    if (to_read.empty() && to_check.empty()) {
+        dirty_.clear();
+        return;
+    }
+
+    delivery_failing_ = !db_.transact([&](EventLog &log) {
+        for (const auto &session_id : to_read) {
+            auto it = sessions_.find(session_id);
+            if (it == sessions_.end() || deliver_session(log, session_id, it->second))
+                dirty_.erase(session_id);
+        }
+        for (const auto &session_id : to_check) {
+            // Events committed before the close are delivered first.
+            auto it = sessions_.find(session_id);
+            if (it != sessions_.end() && !dirty_.count(session_id)) {
+                SessionRow row = log.get_session(session_id);
+                if (!row.found || !row.active) close_session_connections(session_id);
+            }
+            if (!dirty_.count(session_id)) maybe_closed_.erase(session_id);
+        }
+    });
+    // Sessions no one watches any more need no reading.
+    for (auto it = dirty_.begin(); it != dirty_.end();)
+        it = sessions_.count(*it) ? std::next(it) : dirty_.erase(it);
+}
+
+bool SessionHub::deliver_session(EventLog &log, const std::string &session_id, Session &session) {
+    std::vector<Connection *> readers;
+    int64_t from = INT64_MAX;
+    for (Connection *conn : session.connections) {
+        if (conn->state != Connection::State::Ready) continue;
+        // A replaying connection with a full queue waits; on_drained brings
+        // the session back here.
+        if (conn->replaying && conn->out_bytes >= replay_queue_limit()) continue;
+        readers.push_back(conn);
+        from = std::min(from, conn->cursor);
+    }
+    if (readers.empty()) return true;
+
+    std::vector<EventRow> events = log.read_events(session_id, from, kReadBatch);
+    bool more = events.size() == static_cast<size_t>(kReadBatch);
+    bool all_caught_up = !more;
+    for (Connection *conn : readers) {
+        for (const EventRow &event : events) {
+            if (event.id <= conn->cursor) continue;
+            if (event.id != conn->cursor + 1) {
+                // Ids are dense by construction; a gap means a bug. Stop here
+                // rather than skip an event.
+                fprintf(stderr, "resumable_ws: gap in session %s after event %lld\n", session_id.c_str(),
+                        static_cast<long long>(conn->cursor));
+                break;
+            }
+            if (conn->replaying && conn->out_bytes >= replay_queue_limit()) break;
+            server_->send(*conn, event.frame);
+            conn->cursor = event.id;
+            if (conn->state != Connection::State::Ready) break;  // closed as too slow
+        }
+        bool caught_up = !more && (events.empty() || conn->cursor >= events.back().id);
+        if (!caught_up) {
+            all_caught_up = false;
+        } else if (conn->replaying && conn->state == Connection::State::Ready) {
+            conn->replaying = false;
+            server_->send(*conn, frames::replay_done(conn->cursor));
+        }
+    }
+    return all_caught_up;
+}
+
+void SessionHub::close_session_connections(const std::string &session_id) {
+    auto it = sessions_.find(session_id);
+    if (it == sessions_.end()) return;
+    for (Connection *conn : it->second.connections) {
+        server_->send(*conn, frames::session_closed());
+        server_->close(*conn, kCloseSessionNotFound, "session closed");
+    }
+}
+
+void SessionHub::announce_restart() {
+    server_->for_each([this](Connection &conn) {
+        // Jitter spreads the reconnects of many clients.
+        int retry_after_ms = 1000 + static_cast<int>(random() % 2000);
+        server_->send(conn, frames::server_restarting(retry_after_ms));
+        server_->close(conn, kCloseRestart, "server restarting");
+    });
+}
+
+}  // namespace rws

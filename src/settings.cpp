@@ -1,0 +1,83 @@
+#include "pg.hpp"
+#include "settings.hpp"
+
+extern "C" {
+#include "utils/guc.h"
+}
+
+namespace rws {
+
+Settings settings;
+
+static const struct config_enum_entry llm_provider_options[] = {
+    {"openai", LLM_PROVIDER_OPENAI, false},
+    {"echo", LLM_PROVIDER_ECHO, false},
+    {nullptr, 0, false},
+};
+
+void define_settings() {
+    DefineCustomStringVariable(
+        "resumable_ws.listen_addresses", "Addresses the WebSocket/HTTP server binds.",
+        "Comma-separated host names or IP addresses; '*' for all.",
+        &settings.listen_addresses, "localhost", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.port", "TCP port of the WebSocket/HTTP server.", nullptr, &settings.port,
+        8787, 1, 65535, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "resumable_ws.database", "Database whose resumable_ws schema the worker serves.", nullptr,
+        &settings.database, "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomStringVariable(
+        "resumable_ws.jwt_secret", "HS256 key that client tokens are signed with.",
+        "The raw secret string, as Supabase's JWT secret.", &settings.jwt_secret, "",
+        PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "resumable_ws.jwt_audience", "Required aud claim of client tokens; empty: not checked.",
+        nullptr, &settings.jwt_audience, "authenticated", PGC_SIGHUP, 0, nullptr, nullptr,
+        nullptr);
+    DefineCustomBoolVariable(
+        "resumable_ws.anonymous_sign_in", "Enables POST /auth/anonymous.", nullptr,
+        &settings.anonymous_sign_in, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomEnumVariable(
+        "resumable_ws.llm_provider", "Where generations come from: openai or echo (offline demo).",
+        nullptr, &settings.llm_provider, LLM_PROVIDER_OPENAI, llm_provider_options, PGC_SIGHUP,
+        0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "resumable_ws.llm_base_url", "Base URL of the OpenAI-compatible API.",
+        "/chat/completions is appended.", &settings.llm_base_url, "https://api.openai.com/v1",
+        PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "resumable_ws.llm_api_key", "Bearer key for the LLM API.",
+        "When empty, the postmaster's OPENAI_API_KEY environment variable.",
+        &settings.llm_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, nullptr,
+        nullptr, nullptr);
+    DefineCustomStringVariable(
+        "resumable_ws.llm_model", "Model name sent upstream.", nullptr, &settings.llm_model,
+        "gpt-4o-mini", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "resumable_ws.heartbeat_interval", "WebSocket ping interval.",
+        "A connection silent for three intervals is closed.", &settings.heartbeat_interval_ms,
+        10000, 1000, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.max_message_size", "Largest client message accepted (close 1009 above).",
+        nullptr, &settings.max_message_size, 64 * 1024, 1024, 64 * 1024 * 1024, PGC_SIGHUP,
+        GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.max_connections", "Most WebSocket connections served at once.",
+        "Upgrades beyond it are refused with HTTP 503.", &settings.max_connections, 10000, 1,
+        1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.max_send_buffer", "Bytes queued for one connection before it is closed with 4010.",
+        nullptr, &settings.max_send_buffer, 4 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024,
+        PGC_SIGHUP, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.max_messages_per_second", "Client messages accepted per connection per second (close 1008 above).",
+        "Bursts of up to twice this are allowed.", &settings.max_messages_per_second, 50, 1,
+        100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    MarkGUCPrefixReserved("resumable_ws");
+}
+
+}  // namespace rws

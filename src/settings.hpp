@@ -1,0 +1,33 @@
+// The extension's settings (GUCs), read by the worker on every use so that a
+// SIGHUP reload takes effect without dropping connections.
+#pragma once
+
+namespace rws {
+
+enum LlmProvider { LLM_PROVIDER_OPENAI = 0, LLM_PROVIDER_ECHO = 1 };
+
+struct Settings {
+    // postmaster
+    char *listen_addresses;
+    int port;
+    char *database;
+    // sighup
+    char *jwt_secret;  // superuser-only
+    char *jwt_audience;
+    bool anonymous_sign_in;
+    int llm_provider;
+    char *llm_base_url;
+    char *llm_api_key;  // superuser-only
+    char *llm_model;
+    int heartbeat_interval_ms;
+    int max_message_size;       // bytes
+    int max_connections;
+    int max_send_buffer;        // bytes queued per connection before close 4010
+    int max_messages_per_second;
+};
+
+extern Settings settings;
+
+void define_settings();
+
+}  // namespace rws

@@ -1,0 +1,54 @@
+// Shared memory between backends that publish and the worker that delivers.
+// Each worker owns a slot: its latch, its database, and a ring of session ids
+// changed by committed transactions. Backends push into the ring at commit and
+// set the latch; the worker drains it. The tables stay the only source of
+// truth: the ring is a hint of where to look, and an overflow means "look at
+// every live session".
+#pragma once
+
+#include "pg.hpp"
+#include "wake.hpp"
+
+extern "C" {
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "utils/uuid.h"
+}
+
+#include <vector>
+
+namespace rws {
+
+constexpr int kMaxWorkers = 4;          // room for one worker per database later
+constexpr int kWakeRingSize = 8192;
+
+struct WorkerSlot {
+    slock_t mutex;
+    pid_t pid;         // 0: free
+    Oid database_oid;  // database the worker serves
+    Latch *latch;
+    uint32 head, tail;  // ring indices; head == tail: empty
+    bool overflowed;
+    Wake ring[kWakeRingSize];
+};
+
+struct SharedState {
+    WorkerSlot slots[kMaxWorkers];
+};
+
+void request_shared_state();  // from shmem_request_hook
+void attach_shared_state();   // from shmem_startup_hook
+
+// Worker side.
+WorkerSlot *claim_worker_slot(Oid database_oid);
+void release_worker_slot(WorkerSlot *slot);
+// Moves the woken sessions out of the ring; returns true if the ring overflowed
+// since the last drain (then every live session must be re-read).
+bool drain_wakes(WorkerSlot *slot, std::vector<Wake> &out);
+
+// Backend side: remember a session changed by this transaction; pushed to the
+// worker serving this database when (and only if) the transaction commits.
+void wake_at_commit(const pg_uuid_t &session_id, bool closed);
+void register_commit_callback();
+
+}  // namespace rws

@@ -1,0 +1,12 @@
+// A session changed by a committed transaction, as queued in shared memory.
+// Plain bytes so that code without Postgres headers can read it.
+#pragma once
+
+namespace rws {
+
+struct Wake {
+    unsigned char session_id[16];  // pg_uuid_t's bytes
+    bool closed;  // hint: the session may have been closed (worker re-checks)
+};
+
+}  // namespace rws

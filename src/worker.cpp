@@ -1,0 +1,207 @@
+// The background worker: connects to resumable_ws.database, waits for the
+// extension to exist, then serves. It waits in exactly one place, a
+// WaitEventSet holding its latch, postmaster death, the libuv backend fd and
+// an eventfd for other threads, so SIGTERM, SIGHUP and barriers are always
+// seen (DESIGN.md "Where things run").
+#include "pg.hpp"
+
+#include "database.hpp"
+#include "server.hpp"
+#include "session_hub.hpp"
+#include "settings.hpp"
+#include "shared_state.hpp"
+
+extern "C" {
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/guc.h"
+#include "utils/wait_event.h"
+
+PGDLLEXPORT void rws_worker_main(Datum main_arg);
+}
+
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <algorithm>
+
+namespace rws {
+
+static volatile sig_atomic_t shutdown_requested = false;
+
+static void handle_sigterm(SIGNAL_ARGS) {
+    int saved_errno = errno;
+    shutdown_requested = true;
+    SetLatch(MyLatch);
+    errno = saved_errno;
+}
+
+static WorkerSlot *worker_slot = nullptr;
+
+static void release_slot_at_exit(int, Datum) {
+    if (worker_slot != nullptr) release_worker_slot(worker_slot);
+}
+
+// Interrupts (barriers, cancel requests) are handled here; a cancel of the
+// worker is logged and ignored rather than ending it.
+static void check_for_interrupts() {
+    try {
+        pg_guard([]() { CHECK_FOR_INTERRUPTS(); });
+    } catch (const PgError &) {
+    }
+}
+
+static void reload_settings_if_asked() {
+    if (!ConfigReloadPending) return;
+    ConfigReloadPending = false;
+    try {
+        pg_guard([]() { ProcessConfigFile(PGC_SIGHUP); });
+    } catch (const PgError &) {
+    }
+}
+
+// Returns false if shutdown was requested while waiting.
+static bool wait_for_extension(Database &db) {
+    bool announced = false;
+    for (;;) {
+        bool installed = false;
+        db.transact([&](EventLog &log) { installed = log.extension_installed(); });
+        if (installed) return true;
+        if (!announced) {
+            elog(LOG, "resumable_ws: waiting for CREATE EXTENSION resumable_ws in database \"%s\"",
+                 settings.database);
+            announced = true;
+        }
+        // CREATE EXTENSION wakes the latch; the timeout covers a missed wake.
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5000, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        check_for_interrupts();
+        reload_settings_if_asked();
+        if (shutdown_requested) return false;
+    }
+}
+
+// Each connection is a file descriptor: lift the soft limit to the hard one.
+static void raise_file_limit() {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
+static void serve(Database &db) {
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) throw std::runtime_error("uv_loop_init failed");
+
+    SessionHub hub(db, MyProcPid);
+    Server server(&loop, hub);
+    hub.attach(&server);
+
+    if (!db.transact([](EventLog &log) { log.clear_live_connections(); }))
+        throw std::runtime_error("cannot clear ws_live_connections");
+    raise_file_limit();
+    server.start();
+    elog(LOG, "resumable_ws: serving ws://%s:%d/ws for database \"%s\"", settings.listen_addresses,
+         settings.port, settings.database);
+
+    // Other threads (the LLM client) write here to wake the worker.
+    int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd < 0) throw std::runtime_error("eventfd failed");
+
+    WaitEventSet *wait_set = nullptr;
+    pg_guard([&]() {
+        wait_set = CreateWaitEventSet(TopMemoryContext, 4);
+        AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+        AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+        AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, uv_backend_fd(&loop), nullptr, nullptr);
+        AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, wake_fd, nullptr, nullptr);
+    });
+
+    std::vector<Wake> wakes;
+    auto next_tick = Clock::now();
+    while (!shutdown_requested) {
+        // Sleep no longer than libuv's next timer, pending work, or the
+        // once-a-second heartbeat/expiry tick allow.
+        auto now = Clock::now();
+        long timeout = std::max<long>(
+            0, std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now).count());
+        int uv_timeout = uv_backend_timeout(&loop);
+        if (uv_timeout >= 0) timeout = std::min<long>(timeout, uv_timeout);
+        int hub_timeout = hub.idle_timeout_ms();
+        if (hub_timeout >= 0) timeout = std::min<long>(timeout, hub_timeout);
+
+        WaitEvent events[4];
+        int count = WaitEventSetWait(wait_set, timeout, events, 4, PG_WAIT_EXTENSION);
+        for (int i = 0; i < count; i++) {
+            if (events[i].events & WL_LATCH_SET) ResetLatch(MyLatch);
+            if (events[i].fd == wake_fd) {
+                uint64_t ignored;
+                while (read(wake_fd, &ignored, sizeof(ignored)) > 0) {
+                }
+            }
+        }
+        check_for_interrupts();
+        reload_settings_if_asked();
+
+        uv_run(&loop, UV_RUN_NOWAIT);
+
+        wakes.clear();
+        bool overflowed = drain_wakes(worker_slot, wakes);
+        hub.sessions_changed(wakes, overflowed);
+        hub.pass();
+
+        now = Clock::now();
+        if (now >= next_tick) {
+            server.tick(now, time(nullptr));
+            next_tick = now + std::chrono::seconds(1);
+        }
+    }
+
+    // Shutdown: commit and answer what clients already sent, deliver it, then
+    // tell every client to come back, and give the close frames a moment.
+    uv_run(&loop, UV_RUN_NOWAIT);
+    hub.pass();
+    hub.pass();
+    hub.announce_restart();
+    auto deadline = Clock::now() + std::chrono::milliseconds(1500);
+    while (server.connection_count() > 0 && Clock::now() < deadline) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        (void)WaitEventSetWait(wait_set, 10, nullptr, 0, PG_WAIT_EXTENSION);
+    }
+    elog(LOG, "resumable_ws: worker shutting down with %zu connections left", server.connection_count());
+}
+
+}  // namespace rws
+
+extern "C" void rws_worker_main(Datum) {
+    using namespace rws;
+    pqsignal(SIGTERM, handle_sigterm);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnection(settings.database, nullptr, 0);
+    pgstat_report_appname("resumable_ws worker");
+
+    worker_slot = claim_worker_slot(MyDatabaseId);
+    if (worker_slot == nullptr) ereport(FATAL, (errmsg("resumable_ws: no free worker slot")));
+    on_proc_exit(release_slot_at_exit, 0);
+
+    char failure[512] = {0};
+    try {
+        Database db;
+        if (wait_for_extension(db)) serve(db);
+    } catch (const std::exception &e) {
+        strlcpy(failure, e.what(), sizeof(failure));
+    }
+    if (failure[0] != '\0')
+        ereport(FATAL, (errmsg("resumable_ws: worker stopped: %s", failure)));
+    // Exit code 1: the postmaster starts the worker again (unless it is
+    // shutting down itself).
+    proc_exit(1);
+}
