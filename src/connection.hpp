@@ -44,6 +44,7 @@ struct Connection {
     int close_code = 0;              // sent once out_queue is empty
     std::string close_reason;
     bool close_sent = false;         // our close frame is out; awaiting the peer's
+    Clock::time_point close_requested_at;
     bool ping_due = false;
 
     // Incoming message being reassembled from fragments.

@@ -59,11 +59,11 @@ static const StatementText kStatements[] = {
      "WHERE session_id = $1::uuid",
      2},
     /* kReadEvents */
-    {"SELECT id::text, json_build_object("
-     "'type', 'event', 'id', id, 'event_type', event_type, 'payload', payload, "
-     "'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
-     "FROM resumable_ws.ws_events WHERE session_id = $1::uuid AND id > $2::bigint "
-     "ORDER BY id LIMIT $3::integer",
+    {"SELECT e.id::text, json_build_object("
+     "'type', 'event', 'id', e.id, 'event_type', e.event_type, 'payload', e.payload, "
+     "'created_at', to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
+     "FROM resumable_ws.ws_events e WHERE e.session_id = $1::uuid AND e.id > $2::bigint "
+     "ORDER BY e.id LIMIT $3::integer",  // e.id: the bigint, not the text output column
      3},
     /* kPing */
     {"SELECT 1", 0},

@@ -117,7 +117,6 @@ void Server::send(Connection &conn, const std::string &frame) {
         conn.out_queue.clear();
         conn.out_bytes = 0;
         close(conn, kCloseTooSlow, "send buffer over its limit");
-        lws_set_timeout(conn.wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
         return;
     }
     lws_callback_on_writable(conn.wsi);
@@ -127,6 +126,7 @@ void Server::close(Connection &conn, int code, const std::string &reason) {
     if (conn.wsi == nullptr || conn.close_code != 0) return;
     conn.close_code = code;
     conn.close_reason = reason.substr(0, 120);
+    conn.close_requested_at = Clock::now();
     conn.state = Connection::State::Closing;
     lws_callback_on_writable(conn.wsi);
 }
@@ -139,12 +139,15 @@ void Server::fail(Connection &conn, const std::string &error_code, const std::st
 
 void Server::tick(Clock::time_point now, int64_t unix_now) {
     auto interval = std::chrono::milliseconds(settings.heartbeat_interval_ms);
+    std::vector<lws *> to_kill;
     for (auto &entry : connections_) {
         Connection &conn = *entry.second;
         if (conn.wsi == nullptr) continue;
-        if (now - conn.last_received > 3 * interval) {
-            // Silent for three intervals: the peer is gone or half-open.
-            lws_set_timeout(conn.wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        bool silent = now - conn.last_received > 3 * interval;
+        // A close the peer does not take (it reads nothing) ends here.
+        bool stuck_closing = conn.close_code != 0 && now - conn.close_requested_at > std::chrono::seconds(5);
+        if (silent || stuck_closing) {
+            to_kill.push_back(conn.wsi);
             continue;
         }
         if (conn.close_code == 0 && conn.token_expires_at != 0 && unix_now >= conn.token_expires_at) {
@@ -157,6 +160,10 @@ void Server::tick(Clock::time_point now, int64_t unix_now) {
             lws_callback_on_writable(conn.wsi);
         }
     }
+    // Outside any lws callback a synchronous kill is allowed (an async one
+    // would wait for lws's timer, which is not re-armed from out here). It
+    // runs the CLOSED callback, which erases from connections_: hence the list.
+    for (lws *wsi : to_kill) lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
 }
 
 void Server::answer_health(bool database_ok) {
@@ -296,8 +303,10 @@ int Server::on_writeable(Connection &conn) {
     if (conn.close_sent) return 0;
     if (conn.ping_due) {
         conn.ping_due = false;
-        unsigned char ping[LWS_PRE + 1];
-        if (lws_write(conn.wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0) return -1;
+        // Not empty: lws 4.1 does not report a pong with no payload.
+        unsigned char ping[LWS_PRE + 2] = {};
+        memcpy(ping + LWS_PRE, "hb", 2);
+        if (lws_write(conn.wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0) return -1;
     }
     while (!conn.out_queue.empty() && !lws_send_pipe_choked(conn.wsi)) {
         std::string &buffer = conn.out_queue.front();

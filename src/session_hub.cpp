@@ -171,7 +171,9 @@ int SessionHub::idle_timeout_ms() const {
 // --- a pass ----------------------------------------------------------------
 
 void SessionHub::pass() {
-    if (!requests_.empty() && !requests_deferred_only_) run_requests();
+    // Requests waiting on a lock are retried here too; idle_timeout_ms()
+    // paces those retries when nothing else wakes the worker.
+    if (!requests_.empty()) run_requests();
     deliver();
     if (health_requested_) {
         health_requested_ = false;

@@ -1,0 +1,27 @@
+import asyncio
+import functools
+
+import pytest
+
+from harness import Cluster
+
+
+def run(coro_fn):
+    """Lets a test be written as `async def` and run without a plugin."""
+    @functools.wraps(coro_fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(asyncio.wait_for(coro_fn(*args, **kwargs), 120))
+    return wrapper
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One cluster per test module; the module's tests share it."""
+    c = Cluster()
+    try:
+        c.start()
+        yield c
+        crashes = c.crash_lines()
+        assert not crashes, "server processes crashed:\n" + "\n".join(crashes)
+    finally:
+        c.destroy()

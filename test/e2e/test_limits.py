@@ -1,0 +1,102 @@
+"""Limits every client meets: heartbeats, the send buffer, connection count,
+and settings reloaded without dropping anyone."""
+import asyncio
+import socket
+import time
+import uuid
+
+import pytest
+import websockets
+
+from conftest import run
+from harness import Cluster, RawClient, make_token
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(**{"resumable_ws.heartbeat_interval": "'1s'",
+                   "resumable_ws.max_send_buffer": "'64kB'"})
+    try:
+        c.start()
+        yield c
+        crashes = c.crash_lines()
+        assert not crashes, "server processes crashed:\n" + "\n".join(crashes)
+    finally:
+        c.destroy()
+
+
+def test_silent_peer_is_closed_after_three_intervals(cluster):
+    raw = RawClient(cluster, make_token(str(uuid.uuid4())))
+    # It reads (so pings reach it) but never answers them.
+    elapsed = raw.wait_eof(timeout=10)
+    raw.close()
+    assert 2.5 <= elapsed <= 6, elapsed
+
+
+@run
+async def test_peer_answering_pings_stays(cluster):
+    client = await cluster.connect()
+    ready = await client.ready()
+    assert ready["heartbeat_interval_ms"] == 1000
+    # websockets answers the server's pings by itself; stay well past 3s.
+    await asyncio.sleep(4.5)
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+    await client.close()
+
+
+def test_slow_reader_is_closed_4010_and_can_resume(cluster):
+    user = str(uuid.uuid4())
+    raw = RawClient(cluster, make_token(user), receive_buffer=4096)
+    ready_frame = next(raw.frames())
+    import json
+    session = json.loads(ready_frame[1])["session_id"]
+    # 2 MB of live events to a reader that reads nothing.
+    cluster.sql("SELECT resumable_ws.publish(%s, 'big', jsonb_build_object('pad', repeat('x', 10000))) "
+                "FROM generate_series(1, 200)", (session,))
+    code = raw.close_code(timeout=15)
+    raw.close()
+    assert code == 4010
+
+    async def resume():
+        client = await cluster.connect(user=user, session_id=session, last_event_id=0)
+        await client.ready()
+        # Replay is paced by the reader, so it never trips the limit.
+        await client.events(0, 200)
+        assert (await client.expect("replay_done"))["last_event_id"] == 200
+        await client.close()
+    asyncio.run(resume())
+
+
+@run
+async def test_connection_limit_and_reload_keeps_connections(cluster):
+    clients = []
+    for _ in range(3):
+        c = await cluster.connect()
+        await c.ready()
+        clients.append(c)
+    cluster.reload(**{"resumable_ws.max_connections": 3, "resumable_ws.heartbeat_interval": "2s"})
+    # The reload takes effect without dropping anyone; a fourth is refused.
+    async def refused():
+        try:
+            extra = await cluster.connect()
+            await extra.ready()
+            await extra.close()
+            return False
+        except (websockets.InvalidHandshake, websockets.ConnectionClosed, OSError, Exception):
+            return True
+    deadline = time.monotonic() + 10
+    while not await refused():
+        assert time.monotonic() < deadline, "fourth connection still accepted"
+        await asyncio.sleep(0.1)
+    for c in clients:
+        await c.send({"type": "ping"})
+        await c.expect("pong")
+    await clients[0].close()
+    cluster.wait_for(lambda: cluster.http("/healthz")[1].count('"connections":2'), what="a free slot")
+    fourth = await cluster.connect()
+    assert (await fourth.ready())["heartbeat_interval_ms"] == 2000
+    for c in clients[1:] + [fourth]:
+        await c.close()
+    cluster.sql("ALTER SYSTEM RESET ALL")
+    cluster.sql("SELECT pg_reload_conf()")

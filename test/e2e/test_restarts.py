@@ -1,0 +1,177 @@
+"""Restarts and crashes (issue 2 §9): clients are told to come back, nothing
+acknowledged is lost, the worker survives errors inside a batch."""
+import asyncio
+import uuid
+
+import pytest
+
+from conftest import run
+from harness import Closed, connect_when_back
+
+
+async def new_session(cluster):
+    client = await cluster.connect()
+    await client.ready()
+    return client
+
+
+async def expect_restart_notice(client):
+    code, frames = await client.close_code(timeout=15)
+    assert code == 1012, (code, frames)
+    notice = frames[-1]
+    assert notice["type"] == "server_restarting"
+    assert 500 <= notice["retry_after_ms"] <= 5000
+    return notice["retry_after_ms"]
+
+
+@run
+async def test_sigterm_of_worker_notifies_and_comes_back(cluster):
+    clients = [await new_session(cluster) for _ in range(5)]
+    sessions = [c.session_id for c in clients]
+    for session in sessions:
+        cluster.sql("SELECT resumable_ws.publish(%s, 'before', '{}')", (session,))
+    for client in clients:
+        assert (await client.expect("event"))["id"] == 1
+    old_pid = cluster.worker_pid()
+    cluster.sql("SELECT pg_terminate_backend(%s)", (old_pid,))
+    delays = [await expect_restart_notice(c) for c in clients]
+    assert len(set(delays)) > 1, "retry_after_ms is not jittered"
+
+    # Events published while the worker is away are not lost.
+    for session in sessions:
+        cluster.sql("SELECT resumable_ws.publish(%s, 'while_away', '{}')", (session,))
+    for client, session in zip(clients, sessions):
+        back = await connect_when_back(cluster, user=client.user, session_id=session, last_event_id=1)
+        assert (await back.expect("event"))["event_type"] == "while_away"
+        assert (await back.expect("replay_done"))["last_event_id"] == 2
+        await back.close()
+    assert cluster.worker_pid() not in (None, old_pid)
+    # ws_live_connections was cleared at start: only rows of open connections.
+    cluster.wait_for(lambda: cluster.sql("SELECT count(*) FROM resumable_ws.ws_live_connections")[0][0] == 0,
+                     what="no live rows once every client left")
+
+
+@run
+async def test_pg_ctl_restart_fast(cluster):
+    client = await new_session(cluster)
+    key = await client.user_message("before restart")
+    assert (await client.expect("ack"))["event_id"] == 1
+    await client.expect("event")
+
+    restart = asyncio.get_running_loop().run_in_executor(None, cluster.restart, "fast")
+    await expect_restart_notice(client)
+    await asyncio.wait_for(restart, 60)
+
+    back = await connect_when_back(cluster, user=client.user, session_id=client.session_id,
+                                   last_event_id=0)
+    event = await back.expect("event")
+    assert event["id"] == 1 and event["payload"]["idempotency_key"] == key
+    await back.expect("replay_done")
+    # Idempotency survives the restart too.
+    await back.user_message("before restart", key)
+    assert (await back.expect("ack"))["duplicate"] is True
+    await back.close()
+
+
+@run
+async def test_acknowledged_messages_survive_immediate_stop(cluster):
+    """Every ack means committed: after a crash-like stop, each acked message
+    is in the log with its content, and ids are dense."""
+    clients = [await new_session(cluster) for _ in range(4)]
+    acked = {}  # (session, event_id) -> content
+
+    async def chat(client):
+        for n in range(25):
+            content = f"{client.session_id}:{n}"
+            key = await client.user_message(content)
+            while True:
+                frame = await client.recv()
+                if frame["type"] == "ack":
+                    assert frame["idempotency_key"] == key
+                    acked[(client.session_id, frame["event_id"])] = content
+                    break
+
+    await asyncio.gather(*(chat(c) for c in clients))
+    # And some that may or may not be acked when the stop hits.
+    for client in clients:
+        for n in range(5):
+            await client.user_message(f"in flight {n}")
+    await asyncio.get_running_loop().run_in_executor(None, cluster.stop, "immediate")
+    for client in clients:
+        try:
+            await client.close_code(timeout=10)
+        except Closed:
+            pass
+    cluster.start()
+
+    for (session, event_id), content in acked.items():
+        rows = cluster.sql("SELECT payload->>'content' FROM resumable_ws.ws_events "
+                           "WHERE session_id = %s AND id = %s", (session, event_id))
+        assert rows == [(content,)], (session, event_id)
+    for client in clients:
+        dense = cluster.sql("SELECT count(*) = max(id) AND max(id) = (SELECT last_event_id FROM "
+                            "resumable_ws.ws_sessions WHERE session_id = %s) FROM resumable_ws.ws_events "
+                            "WHERE session_id = %s", (client.session_id, client.session_id))
+        assert dense == [(True,)]
+        back = await connect_when_back(cluster, user=client.user, session_id=client.session_id,
+                                       last_event_id=0)
+        rows = cluster.sql("SELECT last_event_id FROM resumable_ws.ws_sessions WHERE session_id = %s",
+                           (client.session_id,))[0][0]
+        await back.events(0, rows)
+        await back.close()
+
+
+@run
+async def test_error_inside_a_batch_is_contained(cluster):
+    cluster.sql("""
+        CREATE FUNCTION public.refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.payload->>'content' = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_boom BEFORE INSERT ON resumable_ws.ws_events
+            FOR EACH ROW EXECUTE FUNCTION public.refuse_boom();
+    """)
+    try:
+        pid = cluster.worker_pid()
+        bad = await new_session(cluster)
+        good = await new_session(cluster)
+        # Both in one pass: the failing one must not take the other down.
+        await bad.user_message("boom")
+        await good.user_message("fine")
+        error = await bad.expect("error")
+        assert error["code"] == "internal_error"
+        assert "boom" not in error["message"]  # no internal detail to clients
+        assert (await good.expect("ack"))["event_id"] == 1
+        await bad.user_message("fine too")
+        assert (await bad.expect("ack"))["event_id"] == 1
+        assert cluster.worker_pid() == pid
+        assert "boom refused" in cluster.log()
+        await bad.close()
+        await good.close()
+    finally:
+        cluster.sql("DROP TRIGGER refuse_boom ON resumable_ws.ws_events; DROP FUNCTION public.refuse_boom()")
+
+
+@run
+async def test_sighup_keeps_connections(cluster):
+    client = await new_session(cluster)
+    pid = cluster.worker_pid()
+    cluster.reload(**{"resumable_ws.heartbeat_interval": "7s"})
+    # The worker applies it at its next wake: new connections then see it.
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        fresh = await cluster.connect()
+        if (await fresh.ready())["heartbeat_interval_ms"] == 7000:
+            break
+        await fresh.close()
+        assert asyncio.get_running_loop().time() < deadline, "reload not applied"
+    other = await connect_when_back(cluster)
+    assert cluster.worker_pid() == pid
+    # The connection from before the reload is still served.
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+    for c in (client, other, fresh):
+        await c.close()
+    cluster.sql("ALTER SYSTEM RESET ALL")
+    cluster.sql("SELECT pg_reload_conf()")
