@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Sets up and starts the resumable_ws demo: a local PostgreSQL 15 cluster
+# owned by the postgres user, with the extension preloaded and created, and
+# the WebSocket server on http://localhost:8787/. Run as root on Debian 12.
+#
+#   bash scripts/demo.sh          install, build, start (again: reuses the cluster)
+#   bash scripts/demo.sh stop     stop the demo cluster
+#   bash scripts/demo.sh token    print a fresh client token
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEMO_DIR=${RWS_DEMO_DIR:-/var/lib/resumable_ws-demo}
+PG_PORT=${RWS_DEMO_PG_PORT:-5488}
+WS_PORT=8787
+DATA="$DEMO_DIR/data"
+
+run_pg() {
+  local bindir
+  bindir=$(pg_config --bindir)
+  runuser -u postgres -- "$bindir/$1" "${@:2}"
+}
+psql_demo() { runuser -u postgres -- psql -X -q -h "$DEMO_DIR" -p "$PG_PORT" -d postgres "$@"; }
+
+case "${1:-start}" in
+  stop)
+    run_pg pg_ctl -D "$DATA" -m fast stop
+    exit 0
+    ;;
+  token)
+    psql_demo -Atc "SELECT resumable_ws.sign_token(gen_random_uuid(), '1 hour')"
+    exit 0
+    ;;
+  start) ;;
+  *) echo "usage: $0 [start|stop|token]" >&2; exit 2 ;;
+esac
+
+bash scripts/install-deps.sh
+make -s -j"$(nproc)"
+make -s install
+
+if [ ! -d "$DATA" ]; then
+  mkdir -p "$DEMO_DIR"
+  chown postgres:postgres "$DEMO_DIR"
+  run_pg initdb -D "$DATA" -A peer -U postgres -E UTF8 >/dev/null
+  provider=echo
+  [ -n "${OPENAI_API_KEY:-}" ] && provider=openai
+  cat >> "$DATA/postgresql.conf" <<CONF
+# resumable_ws demo
+listen_addresses = ''
+port = $PG_PORT
+unix_socket_directories = '$DEMO_DIR'
+shared_preload_libraries = 'resumable_ws'
+resumable_ws.listen_addresses = 'localhost'
+resumable_ws.port = $WS_PORT
+resumable_ws.jwt_secret = '$(head -c 32 /dev/urandom | base64 | tr -d '/+=')'
+resumable_ws.anonymous_sign_in = on
+resumable_ws.llm_provider = $provider
+CONF
+  echo "created the demo cluster in $DATA"
+fi
+
+if ! run_pg pg_ctl -D "$DATA" status >/dev/null 2>&1; then
+  # OPENAI_API_KEY reaches the worker through the postmaster's environment.
+  runuser -u postgres -- env OPENAI_API_KEY="${OPENAI_API_KEY:-}" \
+    "$(pg_config --bindir)/pg_ctl" -D "$DATA" -l "$DEMO_DIR/server.log" -w start >/dev/null
+fi
+psql_demo -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS resumable_ws"
+
+for _ in $(seq 50); do
+  curl -fsS "http://localhost:$WS_PORT/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://localhost:$WS_PORT/healthz"
+
+token=$(psql_demo -Atc "SELECT resumable_ws.sign_token(gen_random_uuid(), '1 hour')")
+cat <<INFO
+
+resumable_ws is running.
+  page:        http://localhost:$WS_PORT/
+  WebSocket:   ws://localhost:$WS_PORT/ws?token=<JWT>
+  a token:     $token
+  SQL:         runuser -u postgres -- psql -h $DEMO_DIR -p $PG_PORT
+  log:         $DEMO_DIR/server.log
+  stop:        bash scripts/demo.sh stop
+
+Try it:
+  /usr/bin/python3 -m websockets "ws://localhost:$WS_PORT/ws?token=$token"
+  then type: {"type":"user_message","content":"hello","idempotency_key":"$(cat /proc/sys/kernel/random/uuid)"}
+INFO

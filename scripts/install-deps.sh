@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what resumable_ws needs to build, run and be tested, from Debian's
+# packages only. Run as root. Does nothing when everything is already there.
+set -euo pipefail
+
+packages=(
+  # build
+  g++ make pkg-config
+  postgresql-15 postgresql-server-dev-15
+  libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libcurl4-openssl-dev
+  nlohmann-json3-dev libcpp-jwt-dev libssl-dev
+  # tests, demo and benchmark
+  python3 python3-pytest python3-websockets python3-psycopg2 python3-jwt curl
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing packages: ${missing[*]}; run this as root to install them" >&2
+  exit 1
+fi
+# The demo and the tests make their own clusters: Debian's default one is not needed.
+if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+  mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "installed: ${missing[*]}"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test of resumable_ws: builds and installs the extension, then
+# pg_regress + isolation (SQL API) and the end-to-end suites (real cluster,
+# real WebSocket clients). Run as root on Debian 12; installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+make -s -j"$(nproc)"
+make -s install
+
+# Postgres refuses to run as root: pg_regress runs as postgres, with its
+# output in a directory that user owns.
+regress_dir=$(mktemp -d /tmp/rws-regress.XXXXXX)
+as_postgres=()
+if [ "$(id -u)" -eq 0 ]; then
+  chown postgres "$regress_dir"
+  as_postgres=(runuser -u postgres --)
+fi
+if ! "${as_postgres[@]}" make -s installcheck \
+      EXTRA_REGRESS_OPTS="--outputdir=$regress_dir" TEMP_INSTANCE_DIR="$regress_dir/tmp_check"; then
+  cat "$regress_dir/regression.diffs" 2>/dev/null || true
+  exit 1
+fi
+rm -rf "$regress_dir"
+
+# Debian's python3 has Debian's websockets, psycopg2, jwt and pytest.
+cd test/e2e
+exec /usr/bin/python3 -m pytest -v "$@"
