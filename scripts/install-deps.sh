@@ -10,6 +10,7 @@ packages=(
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libcurl4-openssl-dev
   nlohmann-json3-dev libcpp-jwt-dev libssl-dev
   # tests, demo and benchmark
+  cmake libgtest-dev
   python3 python3-pytest python3-websockets python3-psycopg2 python3-jwt curl
 )
 

@@ -58,7 +58,11 @@ static std::vector<std::string> split_addresses(const std::string &list) {
 }
 
 void Server::start() {
-    lws_set_log_level(getenv("RWS_LWS_DEBUG") ? 0xff : (LLL_ERR | LLL_WARN), log_from_lws);
+    // RWS_LWS_DEBUG in the postmaster's environment adds lws's notice, info
+    // and debug lines (never its header/parser levels, which show tokens).
+    int levels = LLL_ERR | LLL_WARN;
+    if (getenv("RWS_LWS_DEBUG")) levels |= LLL_NOTICE | LLL_INFO | LLL_DEBUG;
+    lws_set_log_level(levels, log_from_lws);
 
     lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -267,9 +271,7 @@ int Server::on_receive(Connection &conn, const void *in, size_t len) {
         conn.rx.clear();
         conn.out_queue.clear();
         conn.out_bytes = 0;
-        conn.close_code = kCloseTooBig;
-        conn.close_reason = "message too big";
-        send_close_frame(conn);
+        close(conn, kCloseTooBig, "message too big");
         return 0;
     }
     if (conn.close_code != 0) return 0;  // closing: ignore what still arrives

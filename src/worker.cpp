@@ -18,6 +18,7 @@ extern "C" {
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "access/xact.h"
 #include "utils/guc.h"
 #include "utils/wait_event.h"
 
@@ -85,6 +86,18 @@ static bool wait_for_extension(Database &db) {
         reload_settings_if_asked();
         if (shutdown_requested) return false;
     }
+}
+
+// Settings of the worker's own database session.
+static void configure_session() {
+    // An ack promises the message is durable: never acknowledge from an
+    // asynchronous commit, even where the administrator turned it off.
+    if (synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
+        SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+    // DDL holding a lock on our tables must not freeze every connection: the
+    // pass fails, is logged, and is retried.
+    SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("application_name", "resumable_ws worker", PGC_USERSET, PGC_S_OVERRIDE);
 }
 
 // Each connection is a file descriptor: lift the soft limit to the hard one.
@@ -186,7 +199,8 @@ extern "C" void rws_worker_main(Datum) {
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     BackgroundWorkerUnblockSignals();
     BackgroundWorkerInitializeConnection(settings.database, nullptr, 0);
-    pgstat_report_appname("resumable_ws worker");
+
+    configure_session();
 
     worker_slot = claim_worker_slot(MyDatabaseId);
     if (worker_slot == nullptr) ereport(FATAL, (errmsg("resumable_ws: no free worker slot")));

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test of resumable_ws: builds and installs the extension, then
-# pg_regress + isolation (SQL API) and the end-to-end suites (real cluster,
-# real WebSocket clients). Run as root on Debian 12; installs what it needs.
+# the C++ unit tests, pg_regress + isolation (SQL API) and the end-to-end
+# suites (real cluster, real WebSocket clients). Run as root on Debian 12; installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 make -s -j"$(nproc)"
 make -s install
+
+# C++ unit tests (JWTs, frames, UUIDs): no Postgres needed.
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build --target unit_tests -j"$(nproc)" >/dev/null
+ctest --test-dir build --output-on-failure
 
 # Postgres refuses to run as root: pg_regress runs as postgres, with its
 # output in a directory that user owns.

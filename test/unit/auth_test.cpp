@@ -1,0 +1,162 @@
+// Unit tests of JWT verification. Tokens are built here by hand with
+// OpenSSL's HMAC, independently of the signing code under test.
+#include "auth.hpp"
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <nlohmann/json.hpp>
+
+#include <ctime>
+#include <string>
+#include <vector>
+
+namespace {
+
+const std::string kSecret = "unit-test-secret-unit-test-secret";
+const std::string kUser = "0b6f3c1e-8a4d-4f1b-9c2e-7d5a6b4c3e2f";
+// cpp-jwt also checks exp and nbf against the system clock: use the real now.
+const int64_t kNow = time(nullptr);
+
+std::string base64url(const std::string &data) {
+    std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char *>(&out[0]),
+                            reinterpret_cast<const unsigned char *>(data.data()), data.size());
+    out.resize(n);
+    for (char &c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
+    while (!out.empty() && out.back() == '=') out.pop_back();
+    return out;
+}
+
+std::string hs256(const std::string &key, const std::string &data) {
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    HMAC(EVP_sha256(), key.data(), key.size(), reinterpret_cast<const unsigned char *>(data.data()),
+         data.size(), mac, &length);
+    return std::string(reinterpret_cast<char *>(mac), length);
+}
+
+nlohmann::json claims() {
+    return {{"sub", kUser}, {"exp", kNow + 600}, {"aud", "authenticated"}};
+}
+
+std::string token(const nlohmann::json &payload, const std::string &alg = "HS256",
+                  const std::string &secret = kSecret) {
+    std::string head = base64url(nlohmann::json{{"alg", alg}, {"typ", "JWT"}}.dump()) + "." +
+                       base64url(payload.dump());
+    return head + "." + base64url(hs256(secret, head));
+}
+
+rws::TokenCheck check(const std::string &t, const std::string &audience = "authenticated") {
+    return rws::verify_token(t, kSecret, audience, kNow);
+}
+
+TEST(Auth, AcceptsAValidToken) {
+    auto result = check(token(claims()));
+    ASSERT_TRUE(result.ok) << result.reason;
+    EXPECT_EQ(result.user_id, kUser);
+    EXPECT_EQ(result.expires_at, kNow + 600);
+}
+
+TEST(Auth, EveryAlteredSignatureCharacterIsRejected) {
+    std::string good = token(claims());
+    size_t signature = good.rfind('.') + 1;
+    for (size_t i = signature; i < good.size(); i++) {
+        std::string bad = good;
+        bad[i] = bad[i] == 'A' ? 'B' : 'A';
+        EXPECT_FALSE(check(bad).ok) << "position " << i;
+    }
+}
+
+TEST(Auth, AlteredClaimsAreRejected) {
+    std::string good = token(claims());
+    auto other = claims();
+    other["sub"] = "11111111-1111-1111-1111-111111111111";
+    std::string forged = good.substr(0, good.find('.') + 1) + base64url(other.dump()) +
+                         good.substr(good.rfind('.'));
+    EXPECT_FALSE(check(forged).ok);
+}
+
+TEST(Auth, OnlyExactlyHs256) {
+    for (std::string alg : {"none", "None", "NONE", "hs256", "HS384", "HS512", "RS256", ""}) {
+        EXPECT_FALSE(check(token(claims(), alg)).ok) << alg;
+        // Unsigned variants too.
+        std::string t = token(claims(), alg);
+        EXPECT_FALSE(check(t.substr(0, t.rfind('.') + 1)).ok) << alg;
+    }
+}
+
+TEST(Auth, RequiresExpInTheFuture) {
+    auto c = claims();
+    c.erase("exp");
+    EXPECT_FALSE(check(token(c)).ok);
+    c["exp"] = kNow;
+    EXPECT_FALSE(check(token(c)).ok);
+    c["exp"] = "tomorrow";
+    EXPECT_FALSE(check(token(c)).ok);
+    c["exp"] = kNow + 1;
+    EXPECT_TRUE(check(token(c)).ok);
+}
+
+TEST(Auth, RequiresAUuidSub) {
+    for (nlohmann::json sub : {nlohmann::json("alice"), nlohmann::json(42), nlohmann::json(nullptr),
+                               nlohmann::json(kUser + "0"), nlohmann::json(kUser.substr(1))}) {
+        auto c = claims();
+        c["sub"] = sub;
+        EXPECT_FALSE(check(token(c)).ok) << sub.dump();
+    }
+    auto c = claims();
+    c.erase("sub");
+    EXPECT_FALSE(check(token(c)).ok);
+    c["sub"] = "0B6F3C1E-8A4D-4F1B-9C2E-7D5A6B4C3E2F";
+    auto result = check(token(c));
+    ASSERT_TRUE(result.ok);
+    EXPECT_EQ(result.user_id, kUser);  // canonical lower case
+}
+
+TEST(Auth, ChecksAudienceWhenSet) {
+    auto c = claims();
+    c["aud"] = "other";
+    EXPECT_FALSE(check(token(c)).ok);
+    c["aud"] = {"other", "authenticated"};
+    EXPECT_TRUE(check(token(c)).ok);
+    c.erase("aud");
+    EXPECT_FALSE(check(token(c)).ok);
+    EXPECT_TRUE(check(token(c), "").ok);  // empty setting: not checked
+}
+
+TEST(Auth, NotBeforeInTheFutureIsRejected) {
+    auto c = claims();
+    c["nbf"] = kNow + 3600;
+    EXPECT_FALSE(check(token(c)).ok);
+    c["nbf"] = kNow - 10;
+    EXPECT_TRUE(check(token(c)).ok);
+}
+
+TEST(Auth, WrongOrEmptySecretRejects) {
+    EXPECT_FALSE(rws::verify_token(token(claims()), "another-secret", "authenticated", kNow).ok);
+    EXPECT_FALSE(rws::verify_token(token(claims(), "HS256", ""), "", "authenticated", kNow).ok);
+}
+
+TEST(Auth, GarbageNeverThrows) {
+    const std::vector<std::string> garbage = {
+        "", ".", "..", "...", "a.b.c", "a.b", "%%%.%%%.%%%", std::string(9000, 'a'),
+        base64url("{") + "." + base64url("{}") + ".x", base64url("[]") + "." + base64url("[]") + ".x"};
+    for (const std::string &t : garbage) {
+        EXPECT_FALSE(check(t).ok) << t.substr(0, 40);
+    }
+}
+
+TEST(Auth, SignedTokensVerify) {
+    std::string t = rws::sign_token(kUser, 600, kSecret, "authenticated", kNow);
+    auto result = check(t);
+    ASSERT_TRUE(result.ok) << result.reason;
+    EXPECT_EQ(result.user_id, kUser);
+    EXPECT_EQ(result.expires_at, kNow + 600);
+    // And our own HMAC agrees with its signature.
+    std::string head = t.substr(0, t.rfind('.'));
+    EXPECT_EQ(t.substr(t.rfind('.') + 1), base64url(hs256(kSecret, head)));
+}
+
+}  // namespace
