@@ -21,7 +21,10 @@ OBJS = \
 PG_CONFIG ?= pg_config
 
 PG_CPPFLAGS = -Isrc
-PG_CXXFLAGS = -std=c++17 -Wno-register -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+# -MMD -MP: rebuild objects when a header they include changes (PGXS alone
+# does not track headers, and a stale object with an old struct layout is a
+# silent memory bug).
+PG_CXXFLAGS = -std=c++17 -Wno-register -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -MMD -MP
 SHLIB_LINK  = -lwebsockets -luv -lcurl -lssl -lcrypto -lstdc++
 
 # pg_regress: inputs in test/sql, expected output in the top-level expected/
@@ -36,6 +39,10 @@ TEMP_INSTANCE_DIR ?= ./tmp_check
 # for C++ would need a clang matching the server's LLVM: build no bitcode.
 override with_llvm = no
 
+EXTRA_CLEAN = $(OBJS:.o=.d) build
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+-include $(OBJS:.o=.d)
 

@@ -14,10 +14,9 @@ def run(coro_fn):
     return wrapper
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """One cluster per test module; the module's tests share it."""
-    c = Cluster()
+def running_cluster(**settings):
+    """Starts a cluster, yields it, and fails if any server process crashed."""
+    c = Cluster(**settings)
     try:
         c.start()
         yield c
@@ -25,3 +24,9 @@ def cluster():
         assert not crashes, "server processes crashed:\n" + "\n".join(crashes)
     finally:
         c.destroy()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One cluster per test module; the module's tests share it."""
+    yield from running_cluster()

@@ -184,6 +184,12 @@ class Cluster:
                                       close_timeout=2, ping_interval=None, max_size=None)
         return Client(ws, user)
 
+    async def new_session(self, **kwargs):
+        """A connection to a new session, past its ready frame."""
+        client = await self.connect(**kwargs)
+        await client.ready()
+        return client
+
 
 def make_token(sub, secret=JWT_SECRET, algorithm="HS256", ttl=3600, headers=None, **claims):
     payload = {"sub": sub, "exp": int(time.time()) + ttl, "aud": "authenticated", "role": "authenticated"}

@@ -15,15 +15,10 @@ def publish_many(cluster, session, count, marker="bulk"):
                 "FROM generate_series(1, %s) i", (session, marker, count))
 
 
-async def new_session(cluster):
-    client = await cluster.connect()
-    await client.ready()
-    return client
-
 
 @run
 async def test_replay_then_live(cluster):
-    owner = await new_session(cluster)
+    owner = await cluster.new_session()
     session = owner.session_id
     publish_many(cluster, session, 1200)
     await owner.events(0, 1200)  # live delivery to the first connection
@@ -45,7 +40,7 @@ async def test_replay_then_live(cluster):
 
 @run
 async def test_no_cursor_means_only_newer_events(cluster):
-    owner = await new_session(cluster)
+    owner = await cluster.new_session()
     publish_many(cluster, owner.session_id, 5)
     client = await cluster.connect(user=owner.user, session_id=owner.session_id)
     ready = await client.ready()
@@ -57,7 +52,7 @@ async def test_no_cursor_means_only_newer_events(cluster):
 
 @run
 async def test_resume_frame_and_invalid_cursor(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     publish_many(cluster, client.session_id, 10)
     await client.events(0, 10)
     await client.send({"type": "resume", "last_event_id": 7})
@@ -83,7 +78,7 @@ async def test_resume_frame_and_invalid_cursor(cluster):
 
 @run
 async def test_rolled_back_events_are_never_delivered(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     conn = cluster.connect_sql()
     with conn.cursor() as cur:
         cur.execute("SELECT resumable_ws.publish(%s, 'note', '{\"rolled\": true}')", (client.session_id,))
@@ -97,7 +92,7 @@ async def test_rolled_back_events_are_never_delivered(cluster):
 
 @run
 async def test_uncommitted_event_is_delivered_only_at_commit(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     conn = cluster.connect_sql()
     with conn.cursor() as cur:
         cur.execute("SELECT resumable_ws.publish(%s, 'note', '{}')", (client.session_id,))
@@ -113,7 +108,7 @@ async def test_uncommitted_event_is_delivered_only_at_commit(cluster):
 
 @run
 async def test_fan_out_to_every_connection(cluster):
-    first = await new_session(cluster)
+    first = await cluster.new_session()
     others = []
     for _ in range(3):
         other = await cluster.connect(user=first.user, session_id=first.session_id)
@@ -133,7 +128,7 @@ async def test_replay_while_writers_commit_out_of_order(cluster):
     session lock, and commits after the first) plus a steady stream of
     writers, while a client reconnects and replays over and over: it sees
     every id exactly once, in order."""
-    owner = await new_session(cluster)
+    owner = await cluster.new_session()
     session = owner.session_id
     await owner.close()
     publish_many(cluster, session, 300)

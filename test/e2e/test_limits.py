@@ -8,21 +8,14 @@ import uuid
 import pytest
 import websockets
 
-from conftest import run
-from harness import Cluster, RawClient, make_token
+from conftest import run, running_cluster
+from harness import RawClient, make_token
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(**{"resumable_ws.heartbeat_interval": "'1s'",
-                   "resumable_ws.max_send_buffer": "'64kB'"})
-    try:
-        c.start()
-        yield c
-        crashes = c.crash_lines()
-        assert not crashes, "server processes crashed:\n" + "\n".join(crashes)
-    finally:
-        c.destroy()
+    yield from running_cluster(**{"resumable_ws.heartbeat_interval": "'1s'",
+                                  "resumable_ws.max_send_buffer": "'64kB'"})
 
 
 def test_silent_peer_is_closed_after_three_intervals(cluster):

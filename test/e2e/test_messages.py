@@ -11,15 +11,10 @@ import websockets
 from conftest import run
 
 
-async def new_session(cluster):
-    client = await cluster.connect()
-    await client.ready()
-    return client
-
 
 @run
 async def test_ping_echoes_fields(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     await client.send({"type": "ping", "t": 12345, "nested": {"a": [1, 2]}})
     assert await client.expect("pong") == {"type": "pong", "t": 12345, "nested": {"a": [1, 2]}}
     await client.close()
@@ -27,7 +22,7 @@ async def test_ping_echoes_fields(cluster):
 
 @run
 async def test_user_message_ack_then_event(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     key = await client.user_message("hello, world ✓")
     ack = await client.expect("ack")
     assert ack == {"type": "ack", "idempotency_key": key, "event_id": 1, "duplicate": False}
@@ -39,7 +34,7 @@ async def test_user_message_ack_then_event(cluster):
 
 @run
 async def test_idempotency_across_reconnects(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     key = str(uuid.uuid4())
     await client.user_message("once", key)
     assert (await client.expect("ack"))["event_id"] == 1
@@ -61,7 +56,7 @@ async def test_idempotency_across_reconnects(cluster):
 
 @run
 async def test_same_key_in_one_burst_makes_one_event(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     key = str(uuid.uuid4())
     for _ in range(5):
         await client.user_message("burst", key)
@@ -112,7 +107,7 @@ BAD_FRAMES = [
 
 @run
 async def test_bad_frames_get_bad_request_and_connection_stays(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     for frame in BAD_FRAMES:
         await client.send(frame)
         error = await client.expect("error")
@@ -130,7 +125,7 @@ async def test_bad_frames_get_bad_request_and_connection_stays(cluster):
 
 @run
 async def test_repeated_bad_frames_close_1008(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     for _ in range(10):
         await client.send("nope")
     code, frames = await client.close_code()
@@ -140,7 +135,7 @@ async def test_repeated_bad_frames_close_1008(cluster):
 
 @run
 async def test_message_size_limit_1009(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     # Just under the limit is fine.
     content = "x" * (64 * 1024 - 200)
     await client.user_message(content)
@@ -155,7 +150,7 @@ async def test_message_size_limit_1009(cluster):
 
 @run
 async def test_message_size_limit_counts_fragments(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     # 100 fragments of 1 kB each: each is small, the message is not.
     fragments = ['{"type":"ping","pad":"'] + ["z" * 1024] * 100 + ['"}']
     await client.ws.send(iter(fragments))
@@ -165,7 +160,7 @@ async def test_message_size_limit_counts_fragments(cluster):
 
 @run
 async def test_rate_limit_1008(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     code = None
     for _ in range(500):
         try:
@@ -182,8 +177,8 @@ async def test_rate_limit_1008(cluster):
 async def test_user_message_waits_for_a_locked_session_without_blocking_others(cluster):
     """A transaction that holds a session's row lock delays that session's
     user messages, never the worker: other sessions are served meanwhile."""
-    locked = await new_session(cluster)
-    other = await new_session(cluster)
+    locked = await cluster.new_session()
+    other = await cluster.new_session()
     holder = cluster.connect_sql()
     holder.cursor().execute("SELECT resumable_ws.publish(%s, 'held', '{}')", (locked.session_id,))
     key = await locked.user_message("waits")
@@ -203,7 +198,7 @@ async def test_user_message_waits_for_a_locked_session_without_blocking_others(c
 
 @run
 async def test_cancel_is_accepted(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     await client.send({"type": "cancel"})
     await client.send({"type": "ping"})
     # No error for cancel: the next frame is the pong.

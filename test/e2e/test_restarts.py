@@ -9,11 +9,6 @@ from conftest import run
 from harness import Closed, connect_when_back
 
 
-async def new_session(cluster):
-    client = await cluster.connect()
-    await client.ready()
-    return client
-
 
 async def expect_restart_notice(client):
     code, frames = await client.close_code(timeout=15)
@@ -26,7 +21,7 @@ async def expect_restart_notice(client):
 
 @run
 async def test_sigterm_of_worker_notifies_and_comes_back(cluster):
-    clients = [await new_session(cluster) for _ in range(5)]
+    clients = [await cluster.new_session() for _ in range(5)]
     sessions = [c.session_id for c in clients]
     for session in sessions:
         cluster.sql("SELECT resumable_ws.publish(%s, 'before', '{}')", (session,))
@@ -53,7 +48,7 @@ async def test_sigterm_of_worker_notifies_and_comes_back(cluster):
 
 @run
 async def test_pg_ctl_restart_fast(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     key = await client.user_message("before restart")
     assert (await client.expect("ack"))["event_id"] == 1
     await client.expect("event")
@@ -77,7 +72,7 @@ async def test_pg_ctl_restart_fast(cluster):
 async def test_acknowledged_messages_survive_immediate_stop(cluster):
     """Every ack means committed: after a crash-like stop, each acked message
     is in the log with its content, and ids are dense."""
-    clients = [await new_session(cluster) for _ in range(4)]
+    clients = [await cluster.new_session() for _ in range(4)]
     acked = {}  # (session, event_id) -> content
 
     async def chat(client):
@@ -134,8 +129,8 @@ async def test_error_inside_a_batch_is_contained(cluster):
     """)
     try:
         pid = cluster.worker_pid()
-        bad = await new_session(cluster)
-        good = await new_session(cluster)
+        bad = await cluster.new_session()
+        good = await cluster.new_session()
         # Both in one pass: the failing one must not take the other down.
         await bad.user_message("boom")
         await good.user_message("fine")
@@ -155,7 +150,7 @@ async def test_error_inside_a_batch_is_contained(cluster):
 
 @run
 async def test_sighup_keeps_connections(cluster):
-    client = await new_session(cluster)
+    client = await cluster.new_session()
     pid = cluster.worker_pid()
     cluster.reload(**{"resumable_ws.heartbeat_interval": "7s"})
     # The worker applies it at its next wake: new connections then see it.
