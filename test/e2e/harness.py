@@ -308,6 +308,24 @@ class RawClient:
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
         assert head.startswith(b"HTTP/1.1 101"), head
 
+    def send_frame(self, opcode, payload, masked=True, fin=True):
+        """Sends one frame as given (clients must mask; tests may not)."""
+        import os as _os
+        header = bytes([(0x80 if fin else 0) | opcode])
+        length = len(payload)
+        mask_bit = 0x80 if masked else 0
+        if length < 126:
+            header += bytes([mask_bit | length])
+        elif length < 65536:
+            header += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
+        else:
+            header += bytes([mask_bit | 127]) + length.to_bytes(8, "big")
+        if masked:
+            key = _os.urandom(4)
+            header += key
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + payload)
+
     def _read(self, n, deadline):
         while len(self.buffer) < n:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
