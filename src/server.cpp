@@ -27,9 +27,11 @@ static int callback_trampoline(lws *wsi, enum lws_callback_reasons reason, void 
 }
 
 // One protocol serves both the HTTP endpoints and the WebSocket: a client
-// that names no subprotocol is bound to the first one.
+// that names no subprotocol is bound to the first one. lws allocates the rx
+// buffer for every connection, so it is small (messages are reassembled from
+// pieces anyway); sends go out in packets of up to 64 kB.
 static const lws_protocols kProtocols[] = {
-    {"resumable-ws", callback_trampoline, sizeof(Connection *), 16 * 1024, 0, nullptr, 0},
+    {"resumable-ws", callback_trampoline, sizeof(Connection *), 4096, 0, nullptr, 64 * 1024},
     {nullptr, nullptr, 0, 0, 0, nullptr, 0},
 };
 
@@ -215,6 +217,19 @@ int Server::on_http(lws *wsi, const char *uri) {
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+// Answers a refused upgrade with a complete HTTP/1.1 response (lws's own
+// helper says HTTP/1.0 at this stage, which WebSocket clients reject), and
+// returns nonzero so that lws closes the connection.
+static int refuse_upgrade(lws *wsi, const char *status, const char *body) {
+    char response[LWS_PRE + 512];
+    int length = snprintf(response + LWS_PRE, sizeof(response) - LWS_PRE,
+                          "HTTP/1.1 %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
+                          "connection: close\r\n\r\n%s\n",
+                          status, strlen(body) + 1, body);
+    lws_write(wsi, reinterpret_cast<unsigned char *>(response + LWS_PRE), length, LWS_WRITE_HTTP);
+    return 1;
+}
+
 // Copies a URL argument (name without '='); returns false if absent.
 static bool url_arg(lws *wsi, const char *name, std::string &out) {
     char buffer[4096];
@@ -227,9 +242,10 @@ static bool url_arg(lws *wsi, const char *name, std::string &out) {
 
 int Server::on_filter(lws *wsi, Connection **slot) {
     char uri[256];
-    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0) return 1;
-    if (strcmp(uri, "/ws") != 0) return 1;
-    if (connections_.size() >= static_cast<size_t>(settings.max_connections)) return 1;
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
+        return refuse_upgrade(wsi, "404 Not Found", "no WebSocket endpoint here");
+    if (connections_.size() >= static_cast<size_t>(settings.max_connections))
+        return refuse_upgrade(wsi, "503 Service Unavailable", "too many connections");
 
     auto conn = std::make_unique<Connection>();
     conn->id = next_id_++;

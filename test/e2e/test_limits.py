@@ -73,11 +73,12 @@ async def test_connection_limit_and_reload_keeps_connections(cluster):
     async def refused():
         try:
             extra = await cluster.connect()
-            await extra.ready()
-            await extra.close()
-            return False
-        except (websockets.InvalidHandshake, websockets.ConnectionClosed, OSError, Exception):
+        except websockets.InvalidStatusCode as e:
+            assert e.status_code == 503
             return True
+        await extra.ready()
+        await extra.close()
+        return False
     deadline = time.monotonic() + 10
     while not await refused():
         assert time.monotonic() < deadline, "fourth connection still accepted"
