@@ -29,6 +29,9 @@ if ! "${as_postgres[@]}" make -s installcheck \
 fi
 rm -rf "$regress_dir"
 
+# The Node client suite's one dependency (ws), pinned by its lock file.
+(cd test/node && npm ci --no-audit --no-fund --loglevel=error)
+
 # Debian's python3 has Debian's websockets, psycopg2, jwt and pytest.
 cd test/e2e
 exec /usr/bin/python3 -m pytest -v "$@"
