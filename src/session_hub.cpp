@@ -27,14 +27,18 @@ static size_t replay_queue_limit() {
 
 // --- lws side: parse, validate, enqueue -----------------------------------
 
+static TokenCheck check_token(const std::string &token) {
+    return verify_token(token, settings.jwt_secret ? settings.jwt_secret : "",
+                        settings.jwt_audience ? settings.jwt_audience : "", time(nullptr));
+}
+
 void SessionHub::enqueue(Request request) {
     requests_.push_back(std::move(request));
     requests_deferred_only_ = false;
 }
 
 void SessionHub::on_open(Connection &conn) {
-    TokenCheck check = verify_token(conn.token, settings.jwt_secret ? settings.jwt_secret : "",
-                                    settings.jwt_audience ? settings.jwt_audience : "", time(nullptr));
+    TokenCheck check = check_token(conn.token);
     conn.token.clear();  // not needed any longer; do not keep secrets around
     if (!check.ok) {
         fprintf(stderr, "resumable_ws: connection from %s refused: %s\n", conn.remote_addr.c_str(),
@@ -82,9 +86,7 @@ void SessionHub::dispatch(Connection &conn, const std::string &text) {
             server_->send(conn, frames::pong(std::move(frame.fields)));
             break;
         case ClientFrameType::Auth: {
-            TokenCheck check = verify_token(frame.token, settings.jwt_secret ? settings.jwt_secret : "",
-                                            settings.jwt_audience ? settings.jwt_audience : "",
-                                            time(nullptr));
+            TokenCheck check = check_token(frame.token);
             if (!check.ok || check.user_id != conn.user_id) {
                 server_->fail(conn, "unauthorized", "invalid token, or a token of another user",
                               kCloseUnauthorized);

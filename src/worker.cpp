@@ -181,7 +181,7 @@ static void serve(Database &db) {
     // tell every client to come back, and give the close frames a moment.
     uv_run(&loop, UV_RUN_NOWAIT);
     hub.pass();
-    hub.pass();
+    hub.pass();  // frames held until ready were queued by the first pass's answers
     hub.announce_restart();
     auto deadline = Clock::now() + std::chrono::milliseconds(1500);
     while (server.connection_count() > 0 && Clock::now() < deadline) {
