@@ -36,6 +36,7 @@ struct Connection {
     std::string live_row_id;         // ws_live_connections.connection_id
     int64_t cursor = 0;              // newest event id queued to this connection
     bool replaying = false;          // replay_done still owed
+    bool behind = false;             // paced: events wait in the log until the queue drains
     std::vector<std::string> held_frames;  // client frames received before ready
 
     // Outgoing frames, each with LWS_PRE bytes of headroom in front.

@@ -102,6 +102,8 @@ void Server::start() {
     }
 }
 
+size_t Server::feed_limit() { return static_cast<size_t>(settings.max_send_buffer) / 4; }
+
 Connection *Server::find(uint64_t id) {
     auto it = connections_.find(id);
     return it == connections_.end() ? nullptr : it->second.get();
@@ -118,8 +120,9 @@ void Server::send(Connection &conn, const std::string &frame) {
     conn.out_bytes += frame.size();
     conn.out_queue.push_back(std::move(buffer));
     if (conn.out_bytes > static_cast<size_t>(settings.max_send_buffer)) {
-        // A reader this slow would make the worker hold unbounded memory. It
-        // gets a close frame (if its socket takes it) and resumes later.
+        // Events are paced (feed_limit), so only answers the client never
+        // reads, or one huge event, get here. It gets a close frame (if its
+        // socket takes it) and resumes later.
         conn.out_queue.clear();
         conn.out_bytes = 0;
         close(conn, kCloseTooSlow, "send buffer over its limit");
@@ -334,11 +337,14 @@ int Server::on_writeable(Connection &conn) {
         conn.out_bytes -= length;
         conn.out_queue.pop_front();
     }
+    if (conn.behind && conn.out_bytes < feed_limit()) {
+        conn.behind = false;
+        handler_.on_drained(conn);
+    }
     if (!conn.out_queue.empty()) {
         lws_callback_on_writable(conn.wsi);
         return 0;
     }
-    if (conn.replaying) handler_.on_drained(conn);
     if (conn.close_code != 0) send_close_frame(conn);
     return 0;
 }

@@ -25,7 +25,7 @@ class ServerHandler {
     virtual void on_open(Connection &conn) = 0;
     virtual void on_text(Connection &conn, const std::string &text) = 0;
     virtual void on_closed(Connection &conn) = 0;
-    // The send queue of a replaying connection fell low: it can take more.
+    // The queue of a connection that was behind fell below feed_limit().
     virtual void on_drained(Connection &conn) = 0;
     virtual void on_health_request() = 0;
 };
@@ -48,6 +48,12 @@ class Server {
     ~Server();
     // Binds resumable_ws.listen_addresses:port; throws on failure.
     void start();
+
+    // Events are fed to a connection only while its queue is below this
+    // share of max_send_buffer: bursts and replays are paced by the reader,
+    // and 4010 is left for a queue that grows anyway (answers a client never
+    // reads, or a single event larger than the buffer).
+    static size_t feed_limit();
 
     Connection *find(uint64_t id);
     size_t connection_count() const { return connections_.size(); }

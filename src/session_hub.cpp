@@ -17,13 +17,6 @@ namespace rws {
 constexpr int kReadBatch = 500;
 // Frames a client may send before its session is ready.
 constexpr size_t kMaxHeldFrames = 64;
-// A replaying connection is fed only while its queue is below this share of
-// max_send_buffer, so a long replay never trips the 4010 limit.
-constexpr size_t kReplayQueueDivisor = 4;
-
-static size_t replay_queue_limit() {
-    return static_cast<size_t>(settings.max_send_buffer) / kReplayQueueDivisor;
-}
 
 // --- lws side: parse, validate, enqueue -----------------------------------
 
@@ -137,7 +130,7 @@ void SessionHub::on_closed(Connection &conn) {
 }
 
 void SessionHub::on_drained(Connection &conn) {
-    if (conn.state == Connection::State::Ready && conn.replaying) mark_dirty(conn.session_id);
+    if (conn.state == Connection::State::Ready) mark_dirty(conn.session_id);
 }
 
 void SessionHub::sessions_changed(const std::vector<Wake> &wakes, bool overflowed) {
@@ -437,21 +430,24 @@ void SessionHub::deliver() {
 }
 
 bool SessionHub::deliver_session(EventLog &log, const std::string &session_id, Session &session) {
+    const size_t feed_limit = Server::feed_limit();
     std::vector<Connection *> readers;
     int64_t from = INT64_MAX;
     for (Connection *conn : session.connections) {
         if (conn->state != Connection::State::Ready) continue;
-        // A replaying connection with a full queue waits; on_drained brings
-        // the session back here.
-        if (conn->replaying && conn->out_bytes >= replay_queue_limit()) continue;
+        // A full queue waits; on_drained brings the session back here.
+        if (conn->out_bytes >= feed_limit) {
+            conn->behind = true;
+            continue;
+        }
         readers.push_back(conn);
         from = std::min(from, conn->cursor);
     }
     if (readers.empty()) return true;
 
     std::vector<EventRow> events = log.read_events(session_id, from, kReadBatch);
-    bool more = events.size() == static_cast<size_t>(kReadBatch);
-    bool all_caught_up = !more;
+    bool batch_full = events.size() == static_cast<size_t>(kReadBatch);
+    bool wants_more = false;  // someone took the whole batch: read on next pass
     for (Connection *conn : readers) {
         for (const EventRow &event : events) {
             if (event.id <= conn->cursor) continue;
@@ -462,20 +458,22 @@ bool SessionHub::deliver_session(EventLog &log, const std::string &session_id, S
                         static_cast<long long>(conn->cursor));
                 break;
             }
-            if (conn->replaying && conn->out_bytes >= replay_queue_limit()) break;
+            if (conn->out_bytes >= feed_limit) {
+                conn->behind = true;
+                break;
+            }
             server_->send(*conn, event.frame);
             conn->cursor = event.id;
-            if (conn->state != Connection::State::Ready) break;  // closed as too slow
+            if (conn->state != Connection::State::Ready) break;  // closed meanwhile
         }
-        bool caught_up = !more && (events.empty() || conn->cursor >= events.back().id);
-        if (!caught_up) {
-            all_caught_up = false;
-        } else if (conn->replaying && conn->state == Connection::State::Ready) {
+        bool took_all = events.empty() || conn->cursor >= events.back().id;
+        if (took_all && batch_full) wants_more = true;
+        if (took_all && !batch_full && conn->replaying && conn->state == Connection::State::Ready) {
             conn->replaying = false;
             server_->send(*conn, frames::replay_done(conn->cursor));
         }
     }
-    return all_caught_up;
+    return !wants_more;
 }
 
 void SessionHub::close_session_connections(const std::string &session_id) {

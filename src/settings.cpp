@@ -70,7 +70,7 @@ void define_settings() {
         1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "resumable_ws.max_send_buffer", "Bytes queued for one connection before it is closed with 4010.",
-        nullptr, &settings.max_send_buffer, 4 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024,
+        "Events are fed to a connection only while less than a quarter of this is queued.", &settings.max_send_buffer, 4 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024,
         PGC_SIGHUP, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "resumable_ws.max_messages_per_second", "Client messages accepted per connection per second (close 1008 above).",
