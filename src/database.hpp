@@ -12,7 +12,6 @@ namespace rws {
 class Database {
   public:
     bool transact(const std::function<void(EventLog &)> &work);
-    EventLog &log() { return log_; }
 
   private:
     EventLog log_;

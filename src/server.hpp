@@ -74,7 +74,6 @@ class Server {
 
     // Answers every pending GET /healthz.
     void answer_health(bool database_ok);
-    bool health_pending() const { return !health_waiters_.empty(); }
 
     // lws callback (public for the C trampoline).
     int callback(lws *wsi, int reason, void *user, void *in, size_t len);
