@@ -12,9 +12,12 @@ OBJS = \
 	src/auth.o \
 	src/uuid.o \
 	src/protocol.o \
+	src/llm_stream.o \
+	src/llm_client.o \
 	src/event_log.o \
 	src/server.o \
 	src/database.o \
+	src/generations.o \
 	src/session_hub.o \
 	src/worker.o
 

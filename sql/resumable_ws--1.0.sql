@@ -42,6 +42,27 @@ CREATE TABLE resumable_ws.ws_idempotency_keys (
     PRIMARY KEY (session_id, idempotency_key)
 );
 
+-- One AI generation per user message: its state survives restarts, so the
+-- worker can finish what a crash cut off. The primary key makes a second
+-- generation for one message impossible.
+CREATE TABLE resumable_ws.ws_generations (
+    session_id  uuid        NOT NULL
+                            REFERENCES resumable_ws.ws_sessions ON DELETE CASCADE,
+    reply_to    bigint      NOT NULL,  -- the user_message event it answers
+    message_id  uuid        NOT NULL,  -- assistant message id in its events
+    status      text        NOT NULL DEFAULT 'queued'
+                            CHECK (status IN ('queued', 'running', 'done', 'error', 'skipped')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    PRIMARY KEY (session_id, reply_to)
+);
+CREATE INDEX ws_generations_open_idx ON resumable_ws.ws_generations (created_at)
+    WHERE status IN ('queued', 'running');
+-- The conversation sent upstream as context: user messages and answers only,
+-- found without walking past every delta.
+CREATE INDEX ws_events_messages_idx ON resumable_ws.ws_events (session_id, id)
+    WHERE event_type IN ('user_message', 'assistant_done');
+
 -- One row per open WebSocket connection; cleared when the worker starts.
 CREATE UNLOGGED TABLE resumable_ws.ws_live_connections (
     connection_id uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -58,12 +79,14 @@ CREATE INDEX ws_live_connections_session_idx ON resumable_ws.ws_live_connections
 ALTER TABLE resumable_ws.ws_sessions         ENABLE ROW LEVEL SECURITY;
 ALTER TABLE resumable_ws.ws_events           ENABLE ROW LEVEL SECURITY;
 ALTER TABLE resumable_ws.ws_idempotency_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE resumable_ws.ws_generations      ENABLE ROW LEVEL SECURITY;
 ALTER TABLE resumable_ws.ws_live_connections ENABLE ROW LEVEL SECURITY;
 
--- Sessions, events and keys are user data: pg_dump keeps them.
+-- Sessions, events, keys and generations are user data: pg_dump keeps them.
 SELECT pg_catalog.pg_extension_config_dump('resumable_ws.ws_sessions', '');
 SELECT pg_catalog.pg_extension_config_dump('resumable_ws.ws_events', '');
 SELECT pg_catalog.pg_extension_config_dump('resumable_ws.ws_idempotency_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('resumable_ws.ws_generations', '');
 
 -- ---------------------------------------------------------------------------
 -- Internal C functions

@@ -67,8 +67,43 @@ static const StatementText kStatements[] = {
      3},
     /* kPing */
     {"SELECT 1", 0},
+    /* kInsertGeneration */
+    {"INSERT INTO resumable_ws.ws_generations (session_id, reply_to, message_id) "
+     "VALUES ($1::uuid, $2::bigint, $3::uuid)",
+     3},
+    /* kLockSessions */
+    {"SELECT session_id::text, status, last_event_id::text FROM resumable_ws.ws_sessions "
+     "WHERE session_id = ANY ($1::uuid[]) FOR UPDATE SKIP LOCKED",
+     1},
+    /* kExistingSessions */
+    {"SELECT session_id::text FROM resumable_ws.ws_sessions WHERE session_id = ANY ($1::uuid[])", 1},
+    /* kAppendEvents */
+    {"INSERT INTO resumable_ws.ws_events (session_id, id, event_type, payload) "
+     "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[])",
+     4},
+    /* kSetHeads */
+    {"UPDATE resumable_ws.ws_sessions s SET last_event_id = v.last_event_id, last_activity_at = now() "
+     "FROM unnest($1::uuid[], $2::bigint[]) AS v(session_id, last_event_id) "
+     "WHERE s.session_id = v.session_id",
+     2},
+    /* kSetGenerationStatuses */
+    {"UPDATE resumable_ws.ws_generations g SET status = v.status, "
+     "finished_at = CASE WHEN v.status IN ('queued', 'running') THEN NULL ELSE now() END "
+     "FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS v(session_id, reply_to, status) "
+     "WHERE g.session_id = v.session_id AND g.reply_to = v.reply_to",
+     3},
+    /* kOpenGenerations */
+    {"SELECT session_id::text, reply_to::text, message_id::text, status "
+     "FROM resumable_ws.ws_generations WHERE status IN ('queued', 'running') "
+     "ORDER BY created_at, session_id, reply_to",
+     0},
+    /* kLoadContext */
+    {"SELECT event_type = 'user_message', coalesce(payload->>'content', '') "
+     "FROM resumable_ws.ws_events WHERE session_id = $1::uuid AND id <= $2::bigint "
+     "AND event_type IN ('user_message', 'assistant_done') ORDER BY id DESC LIMIT $3::integer",
+     3},
 };
-static_assert(sizeof(kStatements) / sizeof(kStatements[0]) == 13, "one text per statement");
+static_assert(sizeof(kStatements) / sizeof(kStatements[0]) == 21, "one text per statement");
 
 EventLog::Rows EventLog::run(Statement statement, std::initializer_list<const char *> args) {
     const StatementText &text = kStatements[statement];
@@ -196,5 +231,81 @@ std::vector<EventRow> EventLog::read_events(const std::string &session_id, int64
 }
 
 void EventLog::ping_database() { run(kPing, {}); }
+
+// A Postgres array literal of quoted elements: data, never SQL text.
+template <typename Items, typename Field>
+static std::string array_literal(const Items &items, Field field) {
+    std::string out = "{";
+    for (const auto &item : items) {
+        if (out.size() > 1) out.push_back(',');
+        out.push_back('"');
+        for (char c : field(item)) {
+            if (c == '"' || c == '\\') out.push_back('\\');
+            out.push_back(c);
+        }
+        out.push_back('"');
+    }
+    out.push_back('}');
+    return out;
+}
+
+void EventLog::insert_generation(const std::string &session_id, int64_t reply_to, const std::string &message_id) {
+    std::string reply_text = std::to_string(reply_to);
+    run(kInsertGeneration, {session_id.c_str(), reply_text.c_str(), message_id.c_str()});
+}
+
+std::vector<LockedSession> EventLog::lock_sessions(const std::vector<std::string> &session_ids) {
+    std::string ids = array_literal(session_ids, [](const std::string &id) { return id; });
+    std::vector<LockedSession> sessions;
+    for (auto &row : run(kLockSessions, {ids.c_str()}))
+        sessions.push_back(LockedSession{std::move(row[0]), row[1] == "active", std::stoll(row[2])});
+    return sessions;
+}
+
+std::vector<std::string> EventLog::existing_sessions(const std::vector<std::string> &session_ids) {
+    std::string ids = array_literal(session_ids, [](const std::string &id) { return id; });
+    std::vector<std::string> existing;
+    for (auto &row : run(kExistingSessions, {ids.c_str()})) existing.push_back(std::move(row[0]));
+    return existing;
+}
+
+void EventLog::append_events(const std::vector<NewEvent> &events) {
+    if (events.empty()) return;
+    std::string sessions = array_literal(events, [](const NewEvent &e) { return e.session_id; });
+    std::string ids = array_literal(events, [](const NewEvent &e) { return std::to_string(e.id); });
+    std::string types = array_literal(events, [](const NewEvent &e) { return e.event_type; });
+    std::string payloads = array_literal(events, [](const NewEvent &e) { return e.payload_json; });
+    run(kAppendEvents, {sessions.c_str(), ids.c_str(), types.c_str(), payloads.c_str()});
+}
+
+void EventLog::set_heads(const std::vector<SessionHead> &heads) {
+    if (heads.empty()) return;
+    std::string sessions = array_literal(heads, [](const SessionHead &h) { return h.session_id; });
+    std::string ids = array_literal(heads, [](const SessionHead &h) { return std::to_string(h.last_event_id); });
+    run(kSetHeads, {sessions.c_str(), ids.c_str()});
+}
+
+void EventLog::set_generation_statuses(const std::vector<GenerationStatus> &statuses) {
+    if (statuses.empty()) return;
+    std::string sessions = array_literal(statuses, [](const GenerationStatus &s) { return s.session_id; });
+    std::string replies = array_literal(statuses, [](const GenerationStatus &s) { return std::to_string(s.reply_to); });
+    std::string values = array_literal(statuses, [](const GenerationStatus &s) { return s.status; });
+    run(kSetGenerationStatuses, {sessions.c_str(), replies.c_str(), values.c_str()});
+}
+
+std::vector<OpenGeneration> EventLog::open_generations() {
+    std::vector<OpenGeneration> open;
+    for (auto &row : run(kOpenGenerations, {}))
+        open.push_back(OpenGeneration{std::move(row[0]), std::stoll(row[1]), std::move(row[2]), row[3] == "running"});
+    return open;
+}
+
+std::vector<ContextMessage> EventLog::load_context(const std::string &session_id, int64_t upto, int limit) {
+    std::string upto_text = std::to_string(upto), limit_text = std::to_string(limit);
+    std::vector<ContextMessage> messages;
+    for (auto &row : run(kLoadContext, {session_id.c_str(), upto_text.c_str(), limit_text.c_str()}))
+        messages.push_back(ContextMessage{row[0] == "t", std::move(row[1])});
+    return messages;
+}
 
 }  // namespace rws

@@ -23,6 +23,38 @@ struct EventRow {
 
 enum class LockResult { Locked, Busy, Missing };
 
+// Generations write in bulk: one statement per kind of change per pass.
+struct NewEvent {
+    std::string session_id;
+    int64_t id;
+    std::string event_type;
+    std::string payload_json;
+};
+struct SessionHead {
+    std::string session_id;
+    int64_t last_event_id;
+};
+struct GenerationStatus {
+    std::string session_id;
+    int64_t reply_to;
+    std::string status;  // queued, running, done, error, skipped
+};
+struct LockedSession {
+    std::string session_id;
+    bool active = false;
+    int64_t last_event_id = 0;
+};
+struct OpenGeneration {
+    std::string session_id;
+    int64_t reply_to;
+    std::string message_id;
+    bool running;  // else queued
+};
+struct ContextMessage {
+    bool from_user;  // user_message, else assistant_done
+    std::string content;
+};
+
 class EventLog {
   public:
     bool extension_installed();
@@ -45,6 +77,18 @@ class EventLog {
     void insert_idempotency_key(const std::string &session_id, const std::string &key, int64_t event_id);
     void set_last_event_id(const std::string &session_id, int64_t last_event_id);
 
+    // Generations (see generations.hpp).
+    void insert_generation(const std::string &session_id, int64_t reply_to, const std::string &message_id);
+    // Locks those sessions that no other transaction holds.
+    std::vector<LockedSession> lock_sessions(const std::vector<std::string> &session_ids);
+    std::vector<std::string> existing_sessions(const std::vector<std::string> &session_ids);
+    void append_events(const std::vector<NewEvent> &events);
+    void set_heads(const std::vector<SessionHead> &heads);
+    void set_generation_statuses(const std::vector<GenerationStatus> &statuses);
+    std::vector<OpenGeneration> open_generations();
+    // The newest user and assistant messages up to and including event upto.
+    std::vector<ContextMessage> load_context(const std::string &session_id, int64_t upto, int limit);
+
     std::vector<EventRow> read_events(const std::string &session_id, int64_t after, int limit);
     void ping_database();
 
@@ -63,6 +107,14 @@ class EventLog {
         kSetLastEventId,
         kReadEvents,
         kPing,
+        kInsertGeneration,
+        kLockSessions,
+        kExistingSessions,
+        kAppendEvents,
+        kSetHeads,
+        kSetGenerationStatuses,
+        kOpenGenerations,
+        kLoadContext,
         kStatementCount
     };
     using Rows = std::vector<std::vector<std::string>>;

@@ -18,6 +18,11 @@ constexpr int kReadBatch = 500;
 // Frames a client may send before its session is ready.
 constexpr size_t kMaxHeldFrames = 64;
 
+SessionHub::SessionHub(Database &db, Generations &generations, int worker_pid)
+    : db_(db), generations_(generations), worker_pid_(worker_pid) {
+    generations_.on_events_written([this](const std::string &session_id) { mark_dirty(session_id); });
+}
+
 // --- lws side: parse, validate, enqueue -----------------------------------
 
 static TokenCheck check_token(const std::string &token) {
@@ -89,7 +94,7 @@ void SessionHub::dispatch(Connection &conn, const std::string &text) {
             break;
         }
         case ClientFrameType::Cancel:
-            // Accepted; generations (which it stops) come with the LLM worker.
+            generations_.cancel(conn.session_id);
             break;
         case ClientFrameType::Resume: {
             Request request{Request::Kind::Resume};
@@ -135,6 +140,7 @@ void SessionHub::on_drained(Connection &conn) {
 
 void SessionHub::sessions_changed(const std::vector<Wake> &wakes, bool overflowed) {
     if (overflowed) {
+        generations_.all_sessions_may_be_closed();
         for (auto &entry : sessions_) {
             mark_dirty(entry.first);
             maybe_closed_.insert(entry.first);
@@ -148,6 +154,7 @@ void SessionHub::sessions_changed(const std::vector<Wake> &wakes, bool overflowe
                  "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
                  b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
         std::string session_id(text);
+        if (wake.closed) generations_.session_may_be_closed(session_id);
         if (sessions_.count(session_id) == 0) continue;  // nobody watching
         mark_dirty(session_id);
         if (wake.closed) maybe_closed_.insert(session_id);
@@ -155,6 +162,14 @@ void SessionHub::sessions_changed(const std::vector<Wake> &wakes, bool overflowe
 }
 
 int SessionHub::idle_timeout_ms() const {
+    int timeout = generations_.idle_timeout_ms();
+    if (timeout == 0) return 0;
+    int own = own_idle_timeout_ms();
+    if (own < 0) return timeout;
+    return timeout < 0 ? own : std::min(own, timeout);
+}
+
+int SessionHub::own_idle_timeout_ms() const {
     if (health_requested_) return 0;
     if (!maybe_closed_.empty()) return delivery_failing_ ? 250 : 0;
     if (!requests_.empty()) return requests_deferred_only_ ? 20 : 0;
@@ -169,6 +184,7 @@ void SessionHub::pass() {
     // Requests waiting on a lock are retried here too; idle_timeout_ms()
     // paces those retries when nothing else wakes the worker.
     if (!requests_.empty()) run_requests();
+    generations_.pass();
     deliver();
     if (health_requested_) {
         health_requested_ = false;
@@ -350,7 +366,15 @@ void SessionHub::handle_user_message(EventLog &log, const Request &request, Batc
                      payload.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
     log.insert_idempotency_key(session_id, key, event_id);
     log.set_last_event_id(session_id, event_id);
-    batch.after_commit.push_back([this, conn_id, session_id, key, event_id]() {
+    // Each new user message gets one generation; its row's primary key is the
+    // message, so a generation can never be started twice for it.
+    std::string message_id;
+    if (settings.llm_provider != LLM_PROVIDER_NONE) {
+        message_id = random_uuid();
+        log.insert_generation(session_id, event_id, message_id);
+    }
+    batch.after_commit.push_back([this, conn_id, session_id, key, event_id, message_id]() {
+        if (!message_id.empty()) generations_.enqueue(session_id, event_id, message_id);
         mark_dirty(session_id);
         if (Connection *conn = server_->find(conn_id)) server_->send(*conn, frames::ack(key, event_id, false));
     });

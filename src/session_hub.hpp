@@ -8,6 +8,7 @@
 
 #include "connection.hpp"
 #include "database.hpp"
+#include "generations.hpp"
 #include "server.hpp"
 #include "wake.hpp"
 
@@ -33,7 +34,7 @@ struct Request {
 
 class SessionHub : public ServerHandler {
   public:
-    SessionHub(Database &db, int worker_pid) : db_(db), worker_pid_(worker_pid) {}
+    SessionHub(Database &db, Generations &generations, int worker_pid);
     void attach(Server *server) { server_ = server; }
 
     // ServerHandler: inside uv_run, no Postgres calls.
@@ -47,7 +48,8 @@ class SessionHub : public ServerHandler {
     void sessions_changed(const std::vector<Wake> &wakes, bool overflowed);
 
     // One pass: run queued requests in one transaction, answer after commit,
-    // then deliver new events. Never throws for database errors.
+    // write what generations produced, then deliver new events. Never throws
+    // for database errors.
     void pass();
     // Milliseconds the worker may sleep before pass() has work again (-1: none).
     int idle_timeout_ms() const;
@@ -66,6 +68,7 @@ class SessionHub : public ServerHandler {
         std::unordered_set<std::string> deferred_sessions;
     };
 
+    int own_idle_timeout_ms() const;
     void enqueue(Request request);
     void dispatch(Connection &conn, const std::string &text);
     void run_requests();
@@ -85,6 +88,7 @@ class SessionHub : public ServerHandler {
     void mark_dirty(const std::string &session_id) { dirty_.insert(session_id); }
 
     Database &db_;
+    Generations &generations_;
     int worker_pid_;
     Server *server_ = nullptr;
 

@@ -12,6 +12,7 @@ Settings settings;
 static const struct config_enum_entry llm_provider_options[] = {
     {"openai", LLM_PROVIDER_OPENAI, false},
     {"echo", LLM_PROVIDER_ECHO, false},
+    {"none", LLM_PROVIDER_NONE, false},
     {nullptr, 0, false},
 };
 
@@ -40,8 +41,8 @@ void define_settings() {
         &settings.anonymous_sign_in, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomEnumVariable(
-        "resumable_ws.llm_provider", "Where generations come from: openai or echo (offline demo).",
-        nullptr, &settings.llm_provider, LLM_PROVIDER_OPENAI, llm_provider_options, PGC_SIGHUP,
+        "resumable_ws.llm_provider", "Where generations come from: openai, echo (offline demo) or none.",
+        "none: user messages are stored and acknowledged, and nothing answers them.", &settings.llm_provider, LLM_PROVIDER_OPENAI, llm_provider_options, PGC_SIGHUP,
         0, nullptr, nullptr, nullptr);
     DefineCustomStringVariable(
         "resumable_ws.llm_base_url", "Base URL of the OpenAI-compatible API.",
@@ -55,6 +56,27 @@ void define_settings() {
     DefineCustomStringVariable(
         "resumable_ws.llm_model", "Model name sent upstream.", nullptr, &settings.llm_model,
         "gpt-4o-mini", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "resumable_ws.llm_system_prompt", "System message sent first in every upstream request.",
+        "Empty: none.", &settings.llm_system_prompt, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.llm_context_messages", "Earlier user and assistant messages sent upstream as context.",
+        nullptr, &settings.llm_context_messages, 20, 0, 1000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.llm_max_concurrency", "Generations streaming at once; the rest wait in order.",
+        nullptr, &settings.llm_max_concurrency, 100, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.llm_connect_timeout", "Time allowed to connect to the LLM API.", nullptr,
+        &settings.llm_connect_timeout_ms, 10000, 100, 600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+        nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.llm_idle_timeout", "Longest silence from the LLM API before a generation fails.",
+        "Counted from the request until the first byte, then between bytes.", &settings.llm_idle_timeout_ms,
+        60000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.llm_max_retries", "Retries of a failed upstream request before its first token.",
+        "Connection failures, 429 and 5xx answers are retried with backoff.", &settings.llm_max_retries, 3, 0,
+        10, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "resumable_ws.heartbeat_interval", "WebSocket ping interval.",

@@ -4,7 +4,7 @@
 
 namespace rws {
 
-enum LlmProvider { LLM_PROVIDER_OPENAI = 0, LLM_PROVIDER_ECHO = 1 };
+enum LlmProvider { LLM_PROVIDER_OPENAI = 0, LLM_PROVIDER_ECHO = 1, LLM_PROVIDER_NONE = 2 };
 
 struct Settings {
     // postmaster
@@ -19,6 +19,12 @@ struct Settings {
     char *llm_base_url;
     char *llm_api_key;  // superuser-only
     char *llm_model;
+    char *llm_system_prompt;
+    int llm_context_messages;
+    int llm_max_concurrency;
+    int llm_connect_timeout_ms;
+    int llm_idle_timeout_ms;
+    int llm_max_retries;
     int heartbeat_interval_ms;
     int max_message_size;       // bytes
     int max_connections;

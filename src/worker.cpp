@@ -6,6 +6,8 @@
 #include "pg.hpp"
 
 #include "database.hpp"
+#include "generations.hpp"
+#include "llm_client.hpp"
 #include "server.hpp"
 #include "session_hub.hpp"
 #include "settings.hpp"
@@ -113,20 +115,25 @@ static void serve(Database &db) {
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) throw std::runtime_error("uv_loop_init failed");
 
-    SessionHub hub(db, MyProcPid);
+    // The LLM thread writes here to wake the worker.
+    int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd < 0) throw std::runtime_error("eventfd failed");
+    LlmClient llm(wake_fd);
+    Generations generations(db, llm);
+
+    SessionHub hub(db, generations, MyProcPid);
     Server server(&loop, hub);
     hub.attach(&server);
 
     if (!db.transact([](EventLog &log) { log.clear_live_connections(); }))
         throw std::runtime_error("cannot clear ws_live_connections");
+    // Before any new message: what a restart cut off is finished first.
+    if (!generations.recover()) throw std::runtime_error("cannot read open generations");
+    llm.start();
     raise_file_limit();
     server.start();
     elog(LOG, "resumable_ws: serving ws://%s:%d/ws for database \"%s\"", settings.listen_addresses,
          settings.port, settings.database);
-
-    // Other threads (the LLM client) write here to wake the worker.
-    int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_fd < 0) throw std::runtime_error("eventfd failed");
 
     WaitEventSet *wait_set = nullptr;
     pg_guard([&]() {
@@ -177,16 +184,20 @@ static void serve(Database &db) {
         }
     }
 
-    // Shutdown: commit and answer what clients already sent, deliver it, then
-    // tell every client to come back, and give the close frames a moment.
+    // Shutdown: commit and answer what clients already sent, end running
+    // generations as interrupted (without waiting on any upstream), deliver
+    // it all, then tell every client to come back, and give the close frames
+    // a moment.
     uv_run(&loop, UV_RUN_NOWAIT);
     hub.pass();
+    generations.interrupt_all();
     hub.pass();  // frames held until ready were queued by the first pass's answers
     hub.announce_restart();
     auto deadline = Clock::now() + std::chrono::milliseconds(1500);
     while (server.connection_count() > 0 && Clock::now() < deadline) {
         uv_run(&loop, UV_RUN_NOWAIT);
-        (void)WaitEventSetWait(wait_set, 10, nullptr, 0, PG_WAIT_EXTENSION);
+        WaitEvent ignored[4];  // epoll_wait refuses a zero-sized array
+        (void)WaitEventSetWait(wait_set, 10, ignored, 4, PG_WAIT_EXTENSION);
     }
     elog(LOG, "resumable_ws: worker shutting down with %zu connections left", server.connection_count());
 }

@@ -59,6 +59,9 @@ class Cluster:
             "resumable_ws.port": self.ws_port,
             "resumable_ws.listen_addresses": "'127.0.0.1'",
             "resumable_ws.jwt_secret": f"'{JWT_SECRET}'",
+            # Suites about the log and the protocol want no generations;
+            # the generation suites set a provider.
+            "resumable_ws.llm_provider": "none",
         }
         conf.update(settings)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:

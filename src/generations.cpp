@@ -1,0 +1,342 @@
+#include "generations.hpp"
+
+#include "settings.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace rws {
+
+using Json = nlohmann::ordered_json;
+
+static std::string dump(const Json &json) { return json.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+static const char kInterruptedMessage[] = "the server restarted during this answer";
+
+// What one pass writes, and what it changes in memory once that commits.
+struct Generations::Plan {
+    std::vector<NewEvent> events;
+    std::vector<SessionHead> heads;
+    std::vector<GenerationStatus> statuses;
+    std::vector<std::function<void()>> after_commit;
+    std::vector<std::string> written_sessions;
+    std::unordered_set<std::string> settled_sessions;  // locked or gone: status known
+    bool busy = false;  // some session was locked by another transaction
+};
+
+uint64_t Generations::add(const std::string &session_id, int64_t reply_to, const std::string &message_id) {
+    uint64_t id = next_id_++;
+    Generation &g = generations_[id];
+    g.id = id;
+    g.session_id = session_id;
+    g.reply_to = reply_to;
+    g.message_id = message_id;
+    by_session_[session_id].push_back(id);
+    may_start_ = true;
+    return id;
+}
+
+void Generations::remove(uint64_t id) {
+    auto it = generations_.find(id);
+    if (it == generations_.end()) return;
+    if (it->second.started) running_--;
+    auto list = by_session_.find(it->second.session_id);
+    if (list != by_session_.end()) {
+        auto &ids = list->second;
+        ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+        if (ids.empty()) by_session_.erase(list);
+    }
+    generations_.erase(it);
+    may_start_ = true;  // a slot, or the session's next message, is free
+}
+
+bool Generations::recover() {
+    std::vector<OpenGeneration> open;
+    if (!db_.transact([&](EventLog &log) { open = log.open_generations(); })) return false;
+    for (const OpenGeneration &row : open) {
+        uint64_t id = add(row.session_id, row.reply_to, row.message_id);
+        if (!row.running) continue;
+        Generation &g = generations_[id];
+        g.started = true;
+        running_++;
+        g.has_end = true;
+        g.end = End{true, "interrupted", kInterruptedMessage};
+    }
+    if (!open.empty()) {
+        work_pending_ = true;
+        fprintf(stderr, "resumable_ws: %zu generations to finish after a restart\n", open.size());
+    }
+    return true;
+}
+
+void Generations::enqueue(const std::string &session_id, int64_t reply_to, const std::string &message_id) {
+    add(session_id, reply_to, message_id);
+}
+
+void Generations::cancel(const std::string &session_id) {
+    auto it = by_session_.find(session_id);
+    if (it == by_session_.end()) return;
+    generations_[it->second.front()].cancel_requested = true;
+    work_pending_ = true;
+}
+
+void Generations::session_may_be_closed(const std::string &session_id) {
+    if (by_session_.count(session_id) == 0) return;
+    check_status_.insert(session_id);
+    work_pending_ = true;
+}
+
+void Generations::all_sessions_may_be_closed() {
+    for (const auto &entry : by_session_) check_status_.insert(entry.first);
+    work_pending_ = !by_session_.empty();
+}
+
+void Generations::interrupt_all() {
+    shutting_down_ = true;
+    llm_.stop();
+    for (auto &entry : generations_) {
+        Generation &g = entry.second;
+        if (!g.started || g.has_end) continue;
+        g.has_end = true;
+        g.end = End{true, "interrupted", kInterruptedMessage};
+        work_pending_ = true;
+    }
+}
+
+void Generations::apply_updates() {
+    updates_.clear();
+    llm_.drain(updates_);
+    for (LlmUpdate &update : updates_) {
+        auto it = generations_.find(update.id);
+        if (it == generations_.end()) continue;
+        Generation &g = it->second;
+        if (!g.started || g.has_end) continue;  // the first end wins (cancel vs done)
+        work_pending_ = true;
+        switch (update.kind) {
+            case LlmUpdate::Kind::Delta:
+                g.pending += update.text;
+                break;
+            case LlmUpdate::Kind::Done:
+                g.has_end = true;
+                g.end = End{false, update.text, {}};
+                break;
+            case LlmUpdate::Kind::Error:
+                g.has_end = true;
+                g.end = End{true, update.text, update.message};
+                break;
+        }
+    }
+}
+
+int Generations::idle_timeout_ms() const {
+    if (failing_) return 250;
+    if (retry_soon_) return 20;
+    if (work_pending_) return 0;
+    if (may_start_ && !shutting_down_ && running_ < static_cast<size_t>(settings.llm_max_concurrency) &&
+        generations_.size() > running_)
+        return 0;
+    return -1;
+}
+
+void Generations::pass() {
+    apply_updates();
+
+    // Heads of sessions, oldest message first, take the free slots.
+    std::set<uint64_t> to_start;
+    if (may_start_ && !shutting_down_) {
+        may_start_ = false;
+        std::vector<uint64_t> heads;
+        for (const auto &entry : by_session_) {
+            const Generation &head = generations_.at(entry.second.front());
+            if (!head.started && !head.cancel_requested) heads.push_back(head.id);
+        }
+        std::sort(heads.begin(), heads.end());
+        size_t limit = static_cast<size_t>(settings.llm_max_concurrency);
+        for (uint64_t id : heads) {
+            if (running_ + to_start.size() >= limit) break;
+            to_start.insert(id);
+        }
+        if (!to_start.empty()) work_pending_ = true;
+    }
+    if (!work_pending_ && !failing_ && !retry_soon_) return;
+
+    Plan plan;
+    bool committed = db_.transact([&](EventLog &log) {
+        plan = Plan();
+        write(log, to_start, plan);
+    });
+    failing_ = !committed;
+    if (!committed) {
+        may_start_ = may_start_ || !to_start.empty();  // choose again next time
+        return;
+    }
+    retry_soon_ = plan.busy;
+    work_pending_ = false;
+    if (plan.busy) may_start_ = true;  // a start may have waited on a lock
+    for (const auto &session_id : plan.settled_sessions) check_status_.erase(session_id);
+    for (auto &step : plan.after_commit) step();
+    if (events_written_)
+        for (const auto &session_id : plan.written_sessions) events_written_(session_id);
+}
+
+void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan &plan) {
+    // Sessions with something to write, locked without waiting.
+    std::unordered_set<std::string> wanted(check_status_.begin(), check_status_.end());
+    for (const auto &entry : generations_) {
+        const Generation &g = entry.second;
+        if (to_start.count(g.id) || g.cancel_requested || g.has_end || !g.pending.empty())
+            wanted.insert(g.session_id);
+    }
+    if (wanted.empty()) return;
+    std::vector<std::string> ids(wanted.begin(), wanted.end());
+    std::unordered_map<std::string, LockedSession> locked;
+    for (LockedSession &row : log.lock_sessions(ids)) locked[row.session_id] = row;
+    std::vector<std::string> unlocked;
+    for (const auto &id : ids)
+        if (locked.count(id) == 0) unlocked.push_back(id);
+    std::unordered_set<std::string> existing;
+    if (!unlocked.empty())
+        for (auto &id : log.existing_sessions(unlocked)) existing.insert(std::move(id));
+    for (const auto &id : ids)
+        if (locked.count(id) || !existing.count(id)) plan.settled_sessions.insert(id);
+    std::unordered_map<std::string, int64_t> heads;  // sessions given new events
+
+    for (auto &entry : generations_) {
+        Generation &g = entry.second;
+        uint64_t gid = g.id;
+        if (!wanted.count(g.session_id)) continue;
+        auto session = locked.find(g.session_id);
+        if (session == locked.end()) {
+            if (existing.count(g.session_id)) {
+                plan.busy = true;  // a long transaction holds it: next pass
+                continue;
+            }
+            // Deleted (cleanup): nothing to write to.
+            plan.after_commit.push_back([this, gid]() {
+                llm_.abort(gid);
+                remove(gid);
+            });
+            continue;
+        }
+        bool active = session->second.active;
+        auto head = heads.emplace(g.session_id, session->second.last_event_id).first;
+        auto append = [&](const char *event_type, const Json &payload) {
+            head->second++;
+            plan.events.push_back(NewEvent{g.session_id, head->second, event_type, dump(payload)});
+        };
+        auto set_status = [&](const char *status) {
+            plan.statuses.push_back(GenerationStatus{g.session_id, g.reply_to, status});
+        };
+
+        if (!g.started) {
+            bool is_head = by_session_[g.session_id].front() == gid;
+            if (!active) {
+                set_status("skipped");  // never started: no events
+                plan.after_commit.push_back([this, gid]() { remove(gid); });
+            } else if (g.cancel_requested && is_head) {
+                append("assistant_started", Json{{"message_id", g.message_id}, {"reply_to", g.reply_to}});
+                append("assistant_done",
+                       Json{{"message_id", g.message_id}, {"content", ""}, {"finish_reason", "cancelled"}});
+                set_status("done");
+                plan.after_commit.push_back([this, gid]() { remove(gid); });
+            } else if (to_start.count(gid)) {
+                if (settings.llm_provider == LLM_PROVIDER_NONE) {
+                    set_status("skipped");
+                    plan.after_commit.push_back([this, gid]() { remove(gid); });
+                    continue;
+                }
+                auto request = std::make_shared<LlmRequest>(build_request(log, g));
+                append("assistant_started", Json{{"message_id", g.message_id}, {"reply_to", g.reply_to}});
+                set_status("running");
+                plan.after_commit.push_back([this, gid, request]() {
+                    auto it = generations_.find(gid);
+                    if (it == generations_.end()) return;
+                    it->second.started = true;
+                    running_++;
+                    llm_.submit(std::move(*request));
+                });
+            }
+            continue;
+        }
+
+        End end = g.end;
+        bool has_end = g.has_end;
+        bool stop_upstream = false;
+        if (!has_end && (g.cancel_requested || !active)) {
+            has_end = true;
+            end = End{false, "cancelled", {}};
+            stop_upstream = true;
+        }
+        if (!g.pending.empty()) append("assistant_delta", Json{{"message_id", g.message_id}, {"delta", g.pending}});
+        if (has_end) {
+            if (end.error) {
+                append("assistant_error",
+                       Json{{"message_id", g.message_id}, {"code", end.reason}, {"message", end.message}});
+                set_status("error");
+            } else {
+                append("assistant_done", Json{{"message_id", g.message_id},
+                                              {"content", g.content + g.pending},
+                                              {"finish_reason", end.reason}});
+                set_status("done");
+            }
+        }
+        size_t written = g.pending.size();
+        if (written == 0 && !has_end) continue;
+        plan.after_commit.push_back([this, gid, written, has_end, stop_upstream]() {
+            auto it = generations_.find(gid);
+            if (it == generations_.end()) return;
+            Generation &done = it->second;
+            done.content.append(done.pending, 0, written);
+            done.pending.erase(0, written);
+            if (stop_upstream) llm_.abort(gid);
+            if (has_end) remove(gid);
+        });
+    }
+
+    for (const auto &head : heads) {
+        if (head.second == locked[head.first].last_event_id) continue;
+        plan.heads.push_back(SessionHead{head.first, head.second});
+        plan.written_sessions.push_back(head.first);
+    }
+    log.append_events(plan.events);
+    log.set_heads(plan.heads);
+    log.set_generation_statuses(plan.statuses);
+}
+
+LlmRequest Generations::build_request(EventLog &log, const Generation &g) {
+    LlmRequest request;
+    request.id = g.id;
+    int limit = settings.llm_context_messages + 1;  // + the message being answered
+    std::vector<ContextMessage> history = log.load_context(g.session_id, g.reply_to, limit);  // newest first
+
+    if (settings.llm_provider == LLM_PROVIDER_ECHO) {
+        request.echo = true;
+        if (!history.empty()) request.echo_message = history.front().content;
+        return request;
+    }
+
+    Json messages = Json::array();
+    if (settings.llm_system_prompt != nullptr && settings.llm_system_prompt[0] != '\0')
+        messages.push_back(Json{{"role", "system"}, {"content", settings.llm_system_prompt}});
+    for (auto it = history.rbegin(); it != history.rend(); ++it) {
+        if (it->content.empty()) continue;  // e.g. an answer cancelled before its first word
+        messages.push_back(Json{{"role", it->from_user ? "user" : "assistant"}, {"content", it->content}});
+    }
+    Json body{{"model", settings.llm_model ? settings.llm_model : ""}, {"stream", true}, {"messages", messages}};
+    request.body = dump(body);
+
+    std::string base = settings.llm_base_url ? settings.llm_base_url : "";
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    request.url = base + "/chat/completions";
+    const char *key = settings.llm_api_key;
+    if (key == nullptr || key[0] == '\0') key = getenv("OPENAI_API_KEY");
+    if (key != nullptr) request.api_key = key;
+    request.connect_timeout_ms = settings.llm_connect_timeout_ms;
+    request.idle_timeout_ms = settings.llm_idle_timeout_ms;
+    request.max_retries = settings.llm_max_retries;
+    return request;
+}
+
+}  // namespace rws

@@ -1,0 +1,443 @@
+#include "llm_client.hpp"
+
+#include "llm_stream.hpp"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <stdexcept>
+
+namespace rws {
+
+using LlmClock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// An answer longer than this ends with finish_reason "length": a runaway or
+// hostile upstream cannot grow one generation without bound.
+constexpr size_t kMaxAnswerBytes = 1024 * 1024;
+// Kept of an error response, for the log.
+constexpr size_t kMaxErrorBody = 16 * 1024;
+// Pace of the echo provider: one word per interval, like a model would.
+constexpr milliseconds kEchoPieceInterval{30};
+// Retry backoff before the first token: 250 ms, 500 ms, 1 s, … up to 4 s;
+// an upstream Retry-After is honoured up to 10 s.
+constexpr milliseconds kFirstBackoff{250};
+constexpr milliseconds kMaxBackoff{4000};
+constexpr long kMaxRetryAfterSeconds = 10;
+
+struct LlmClient::Transfer {
+    LlmClient *client = nullptr;
+    LlmRequest request;
+    bool finished = false;  // its one terminal update is posted
+
+    // HTTP
+    CURL *easy = nullptr;
+    curl_slist *headers = nullptr;
+    int attempt = 0;
+    bool waiting_retry = false;
+    LlmClock::time_point retry_at;
+    LlmClock::time_point last_activity;
+    long status = 0;
+    SseParser sse;
+    std::vector<std::string> events;  // scratch for the parser
+    std::string error_body;
+    std::string finish_reason;
+    bool got_token = false;
+    size_t answer_bytes = 0;
+    int malformed = 0;
+
+    // echo
+    std::vector<std::string> pieces;
+    size_t next_piece = 0;
+    LlmClock::time_point next_due;
+
+    void emit(LlmUpdate update) { client->post(std::move(update)); }
+
+    void finish(LlmUpdate::Kind kind, std::string text, std::string message = std::string()) {
+        if (finished) return;
+        finished = true;
+        LlmUpdate update{kind, request.id, std::move(text), std::move(message)};
+        client->post(std::move(update));
+    }
+};
+
+static void curl_init_once() {
+    static bool done = false;
+    if (done) return;
+    // Not thread-safe itself: called on the worker's own thread before the
+    // LLM thread exists.
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw std::runtime_error("curl_global_init failed");
+    done = true;
+}
+
+LlmClient::LlmClient(int wake_fd) : wake_fd_(wake_fd) {
+    curl_init_once();
+    multi_ = curl_multi_init();
+    if (multi_ == nullptr) throw std::runtime_error("curl_multi_init failed");
+}
+
+LlmClient::~LlmClient() {
+    stop();
+    curl_multi_cleanup(static_cast<CURLM *>(multi_));
+}
+
+void LlmClient::start() {
+    // The thread must never take a Postgres signal handler: block everything
+    // while it is created, so it inherits a full mask.
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    try {
+        thread_ = std::thread([this]() { run(); });
+    } catch (...) {
+        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+        throw;
+    }
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+}
+
+void LlmClient::stop() {
+    if (!thread_.joinable()) return;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+    }
+    notify_thread();
+    thread_.join();
+}
+
+void LlmClient::submit(LlmRequest request) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        submitted_.push_back(std::move(request));
+    }
+    notify_thread();
+}
+
+void LlmClient::abort(uint64_t id) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        aborted_.push_back(id);
+    }
+    notify_thread();
+}
+
+void LlmClient::drain(std::vector<LlmUpdate> &out) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto &update : updates_) out.push_back(std::move(update));
+    updates_.clear();
+}
+
+void LlmClient::notify_thread() { curl_multi_wakeup(static_cast<CURLM *>(multi_)); }
+
+void LlmClient::post(LlmUpdate update) {
+    bool was_empty;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        was_empty = updates_.empty();
+        if (!was_empty && update.kind == LlmUpdate::Kind::Delta && updates_.back().kind == LlmUpdate::Kind::Delta &&
+            updates_.back().id == update.id) {
+            updates_.back().text += update.text;
+            return;
+        }
+        updates_.push_back(std::move(update));
+    }
+    // One wake per batch: the worker drains everything it finds.
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t written = write(wake_fd_, &one, sizeof(one));
+        (void)written;  // EAGAIN: the counter is already non-zero, the worker is awake
+    }
+}
+
+// --- HTTP transfers -------------------------------------------------------------
+
+static size_t on_body(char *data, size_t size, size_t count, void *user) {
+    auto *t = static_cast<LlmClient::Transfer *>(user);
+    size_t bytes = size * count;
+    if (t->finished) return 0;  // already decided; stop reading
+    t->last_activity = LlmClock::now();
+    if (t->status == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+    if (t->status < 200 || t->status > 299) {
+        size_t keep = std::min(bytes, kMaxErrorBody - std::min(kMaxErrorBody, t->error_body.size()));
+        t->error_body.append(data, keep);
+        return bytes;
+    }
+    t->events.clear();
+    t->sse.feed(data, bytes, t->events);
+    for (const std::string &event : t->events) {
+        CompletionChunk chunk = parse_completion_chunk(event);
+        switch (chunk.kind) {
+            case CompletionChunk::Kind::Content:
+                if (!chunk.delta.empty()) {
+                    t->got_token = true;
+                    t->answer_bytes += chunk.delta.size();
+                    t->emit(LlmUpdate{LlmUpdate::Kind::Delta, t->request.id, std::move(chunk.delta), {}});
+                    if (t->answer_bytes > kMaxAnswerBytes) {
+                        t->finish(LlmUpdate::Kind::Done, "length");
+                        return 0;
+                    }
+                }
+                if (!chunk.finish_reason.empty()) {
+                    // The answer is complete; a usage chunk or [DONE] may
+                    // follow, but nothing that changes it.
+                    t->finish(LlmUpdate::Kind::Done, chunk.finish_reason);
+                    return 0;
+                }
+                break;
+            case CompletionChunk::Kind::Done:
+                t->finish(LlmUpdate::Kind::Done, t->finish_reason.empty() ? "stop" : t->finish_reason);
+                return 0;
+            case CompletionChunk::Kind::Error:
+                fprintf(stderr, "resumable_ws: generation %llu: the model provider reported an error (%s)\n",
+                        static_cast<unsigned long long>(t->request.id),
+                        chunk.error_type.empty() ? "no type" : chunk.error_type.c_str());
+                t->finish(LlmUpdate::Kind::Error, "upstream_error", "the model provider reported an error");
+                return 0;
+            case CompletionChunk::Kind::Malformed:
+                // Tolerated (some servers send oddities); an answer made only
+                // of these ends as bad_response.
+                if (t->malformed++ == 0)
+                    fprintf(stderr, "resumable_ws: generation %llu: skipping a malformed stream event\n",
+                            static_cast<unsigned long long>(t->request.id));
+                break;
+        }
+    }
+    return bytes;
+}
+
+static void release_handle(CURLM *multi, LlmClient::Transfer &t) {
+    if (t.easy != nullptr) {
+        curl_multi_remove_handle(multi, t.easy);
+        curl_easy_cleanup(t.easy);
+        t.easy = nullptr;
+    }
+    if (t.headers != nullptr) {
+        curl_slist_free_all(t.headers);
+        t.headers = nullptr;
+    }
+}
+
+static bool begin_attempt(CURLM *multi, LlmClient::Transfer &t) {
+    t.waiting_retry = false;
+    t.status = 0;
+    t.sse = SseParser();
+    t.error_body.clear();
+    t.finish_reason.clear();
+    t.malformed = 0;
+    t.last_activity = LlmClock::now();
+
+    t.easy = curl_easy_init();
+    if (t.easy == nullptr) return false;
+    t.headers = curl_slist_append(t.headers, "Content-Type: application/json");
+    t.headers = curl_slist_append(t.headers, "Accept: text/event-stream");
+    if (!t.request.api_key.empty())
+        t.headers = curl_slist_append(t.headers, ("Authorization: Bearer " + t.request.api_key).c_str());
+    CURL *e = t.easy;
+    curl_easy_setopt(e, CURLOPT_URL, t.request.url.c_str());
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t.request.body.size()));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t.request.body.data());  // t.request outlives the handle
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t.request.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
+    if (curl_multi_add_handle(multi, e) != CURLM_OK) {
+        release_handle(multi, t);
+        return false;
+    }
+    return true;
+}
+
+static bool transport_failure_is_retryable(CURLcode code) {
+    switch (code) {
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_OPERATION_TIMEDOUT:
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+        case CURLE_SSL_CONNECT_ERROR:
+            return true;
+        default:
+            return false;
+    }
+}
+
+// Decides what a finished attempt means: done, an error, or another try.
+static void on_attempt_done(CURLM *multi, LlmClient::Transfer &t, CURLcode result) {
+    if (t.status == 0) curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &t.status);
+    curl_off_t retry_after = 0;
+    curl_easy_getinfo(t.easy, CURLINFO_RETRY_AFTER, &retry_after);
+    release_handle(multi, t);
+    if (t.finished) return;
+    unsigned long long id = t.request.id;
+
+    bool ok_status = t.status >= 200 && t.status <= 299;
+    if (result == CURLE_OK && ok_status) {
+        // The stream ended without [DONE]: flush a last unterminated event.
+        t.events.clear();
+        t.sse.feed("\n\n", 2, t.events);
+        if (!t.events.empty()) {
+            // Reuse the chunk logic for what was left.
+            for (auto &event : t.events) {
+                CompletionChunk chunk = parse_completion_chunk(event);
+                if (chunk.kind == CompletionChunk::Kind::Content && !chunk.delta.empty()) {
+                    t.got_token = true;
+                    t.emit(LlmUpdate{LlmUpdate::Kind::Delta, t.request.id, std::move(chunk.delta), {}});
+                }
+                if (chunk.kind == CompletionChunk::Kind::Content && !chunk.finish_reason.empty())
+                    t.finish_reason = chunk.finish_reason;
+            }
+        }
+        if (!t.got_token && t.malformed > 0) {
+            t.finish(LlmUpdate::Kind::Error, "bad_response", "the model provider sent a response that could not be read");
+            return;
+        }
+        t.finish(LlmUpdate::Kind::Done, t.finish_reason.empty() ? "stop" : t.finish_reason);
+        return;
+    }
+
+    bool retryable;
+    const char *code;
+    const char *message;
+    if (result == CURLE_OK) {  // an HTTP error status
+        retryable = t.status == 429 || t.status >= 500;
+        code = t.status == 429 ? "rate_limited" : "upstream_error";
+        message = t.status == 429 ? "the model provider is rate limiting requests; try again later"
+                                  : "the model provider returned an error";
+        // The body's error type helps an operator; its message may quote
+        // part of the key, so it is not logged.
+        std::string type;
+        CompletionChunk parsed = parse_completion_chunk(t.error_body);
+        if (parsed.kind == CompletionChunk::Kind::Error) type = parsed.error_type;
+        fprintf(stderr, "resumable_ws: generation %llu: the model provider answered HTTP %ld%s%s\n", id, t.status,
+                type.empty() ? "" : ", error type ", type.c_str());
+    } else {
+        retryable = transport_failure_is_retryable(result);
+        code = "unavailable";
+        message = t.got_token ? "the connection to the model provider broke"
+                              : "the model provider could not be reached";
+        fprintf(stderr, "resumable_ws: generation %llu: request failed: %s\n", id, curl_easy_strerror(result));
+    }
+
+    if (retryable && !t.got_token && t.attempt < t.request.max_retries) {
+        milliseconds backoff = std::min(kMaxBackoff, kFirstBackoff * (1 << std::min(t.attempt, 8)));
+        if (retry_after > 0) backoff = milliseconds(1000 * std::min<long>(retry_after, kMaxRetryAfterSeconds));
+        t.attempt++;
+        t.waiting_retry = true;
+        t.retry_at = LlmClock::now() + backoff;
+        return;
+    }
+    if (t.got_token && result == CURLE_OK) message = "the model provider failed in the middle of the answer";
+    t.finish(LlmUpdate::Kind::Error, code, message);
+}
+
+void LlmClient::run() {
+    CURLM *multi = static_cast<CURLM *>(multi_);
+    std::map<uint64_t, std::unique_ptr<Transfer>> transfers;
+    std::vector<LlmRequest> incoming;
+    std::vector<uint64_t> aborted;
+
+    for (;;) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (stopping_) break;
+            incoming.swap(submitted_);
+            aborted.swap(aborted_);
+        }
+        auto now = LlmClock::now();
+        for (LlmRequest &request : incoming) {
+            auto t = std::make_unique<Transfer>();
+            t->client = this;
+            t->request = std::move(request);
+            if (t->request.echo) {
+                t->pieces = echo_answer_pieces(t->request.echo_message);
+                t->next_due = now + kEchoPieceInterval;
+            } else if (!begin_attempt(multi, *t)) {
+                t->finish(LlmUpdate::Kind::Error, "unavailable", "the model provider could not be reached");
+            }
+            uint64_t id = t->request.id;
+            transfers[id] = std::move(t);
+        }
+        incoming.clear();
+        for (uint64_t id : aborted) {
+            auto it = transfers.find(id);
+            if (it == transfers.end()) continue;
+            release_handle(multi, *it->second);
+            transfers.erase(it);
+        }
+        aborted.clear();
+
+        int running = 0;
+        curl_multi_perform(multi, &running);
+        int left = 0;
+        while (CURLMsg *msg = curl_multi_info_read(multi, &left)) {
+            if (msg->msg != CURLMSG_DONE) continue;
+            Transfer *t = nullptr;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+            if (t != nullptr) on_attempt_done(multi, *t, msg->data.result);
+        }
+
+        // Timers: echo pieces, retries, stalled upstreams.
+        now = LlmClock::now();
+        auto next = now + milliseconds(1000);
+        for (auto &entry : transfers) {
+            Transfer &t = *entry.second;
+            if (t.finished) continue;
+            if (t.request.echo) {
+                while (!t.finished && t.next_due <= now) {
+                    if (t.next_piece < t.pieces.size()) {
+                        post(LlmUpdate{LlmUpdate::Kind::Delta, t.request.id, t.pieces[t.next_piece++], {}});
+                        t.next_due += kEchoPieceInterval;
+                    } else {
+                        t.finish(LlmUpdate::Kind::Done, "stop");
+                    }
+                }
+                if (!t.finished) next = std::min(next, t.next_due);
+            } else if (t.waiting_retry) {
+                if (t.retry_at <= now) {
+                    if (!begin_attempt(multi, t))
+                        t.finish(LlmUpdate::Kind::Error, "unavailable", "the model provider could not be reached");
+                    else
+                        next = now;  // start it at once
+                } else {
+                    next = std::min(next, t.retry_at);
+                }
+            } else if (t.easy != nullptr) {
+                auto deadline = t.last_activity + milliseconds(t.request.idle_timeout_ms);
+                if (deadline <= now) {
+                    fprintf(stderr, "resumable_ws: generation %llu: no data from the model provider for %ld ms\n",
+                            static_cast<unsigned long long>(t.request.id), t.request.idle_timeout_ms);
+                    release_handle(multi, t);
+                    t.finish(LlmUpdate::Kind::Error, "timeout", "the model provider stopped responding");
+                } else {
+                    next = std::min(next, deadline);
+                }
+            }
+        }
+        for (auto it = transfers.begin(); it != transfers.end();)
+            it = it->second->finished ? transfers.erase(it) : std::next(it);
+
+        long wait_ms = std::chrono::duration_cast<milliseconds>(next - now).count();
+        long curl_ms = -1;
+        curl_multi_timeout(multi, &curl_ms);
+        if (curl_ms >= 0) wait_ms = std::min(wait_ms, curl_ms);
+        if (wait_ms > 0) curl_multi_poll(multi, nullptr, 0, static_cast<int>(wait_ms), nullptr);
+    }
+
+    for (auto &entry : transfers) release_handle(multi, *entry.second);
+}
+
+}  // namespace rws

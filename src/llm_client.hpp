@@ -1,0 +1,74 @@
+// The LLM thread: one thread running libcurl multi for every upstream
+// chat-completions request, plus the offline echo provider. It never calls
+// Postgres (no palloc, no ereport, no SetLatch): requests come in and updates
+// go out through mutex-guarded queues, and it wakes the worker by writing the
+// worker's eventfd (DESIGN.md "Where things run").
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace rws {
+
+struct LlmRequest {
+    uint64_t id = 0;             // the worker's generation handle
+    bool echo = false;           // offline provider: stream echo_answer_pieces()
+    std::string echo_message;    // echo: the user message
+    std::string url;             // …/chat/completions
+    std::string api_key;         // empty: no Authorization header
+    std::string body;            // the JSON request
+    long connect_timeout_ms = 10000;
+    long idle_timeout_ms = 60000;  // longest silence between bytes
+    int max_retries = 3;           // before the first token only
+};
+
+struct LlmUpdate {
+    enum class Kind { Delta, Done, Error } kind;
+    uint64_t id = 0;
+    std::string text;     // Delta: text; Done: finish_reason; Error: code
+    std::string message;  // Error: safe to show a client (no key, no internals)
+};
+
+class LlmClient {
+  public:
+    // wake_fd: an eventfd the worker waits on.
+    explicit LlmClient(int wake_fd);
+    ~LlmClient();
+    LlmClient(const LlmClient &) = delete;
+    LlmClient &operator=(const LlmClient &) = delete;
+
+    // Starts the thread (with every signal blocked). Throws on failure.
+    void start();
+    // Drops every transfer and joins the thread; never waits on upstream.
+    void stop();
+
+    void submit(LlmRequest request);
+    // Drops a request's transfer; no further update comes for it.
+    void abort(uint64_t id);
+    // Moves out the updates posted since the last call, oldest first.
+    // Consecutive deltas of one request arrive already joined.
+    void drain(std::vector<LlmUpdate> &out);
+
+    // The thread's state of one request (defined in llm_client.cpp).
+    struct Transfer;
+
+  private:
+    void run();
+    void post(LlmUpdate update);
+    void notify_thread();
+
+    int wake_fd_;
+    void *multi_ = nullptr;  // CURLM*, used by the thread (and curl_multi_wakeup)
+    std::thread thread_;
+
+    std::mutex mutex_;  // guards the members below
+    std::vector<LlmRequest> submitted_;
+    std::vector<uint64_t> aborted_;
+    std::vector<LlmUpdate> updates_;
+    bool stopping_ = false;
+};
+
+}  // namespace rws
