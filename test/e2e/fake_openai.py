@@ -173,20 +173,29 @@ class FakeOpenAI:
                 self.active += 1
                 self.max_active = max(self.max_active, self.active)
                 self._cond.notify_all()
+            released = []
+
+            def release():
+                # An answer stops counting as active before its last words
+                # go out: the worker may start the next one once it reads them.
+                if not released:
+                    released.append(True)
+                    with self._cond:
+                        self.active -= 1
+
             try:
-                await self._answer(reply, reader, writer, request)
+                await self._answer(reply, reader, writer, request, release)
             except ConnectionError:
                 request.disconnected.set()
                 raise
             finally:
-                with self._cond:
-                    self.active -= 1
+                release()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
-    async def _answer(self, reply, reader, writer, request):
+    async def _answer(self, reply, reader, writer, request, release):
         if isinstance(reply, Status):
             extra = f"Retry-After: {reply.retry_after}\r\n" if reply.retry_after is not None else ""
             body = reply.body.encode()
@@ -208,9 +217,12 @@ class FakeOpenAI:
             return
         events = [e.encode() for e in reply.events()]
         if reply.chunking == "batch":
+            release()
             await send(b"".join(events))
         else:
             for n, event in enumerate(events):
+                if n == len(reply.pieces) - 1:
+                    release()
                 if reply.drop_after is not None and n == reply.drop_after:
                     writer.transport.abort()
                     return

@@ -1,11 +1,9 @@
 """The log and its delivery (PROTOCOL.md §3 "Events"): replay then live with
 dense ids, writers committing during replay, rollbacks, fan-out, cursors."""
-import asyncio
 import json
 import random
 import threading
 
-import pytest
 
 from conftest import run
 

@@ -2,7 +2,6 @@
 and settings reloaded without dropping anyone."""
 import asyncio
 import json
-import socket
 import time
 import uuid
 

@@ -2,10 +2,8 @@
 them: idempotent user messages, bad frames, message size, rate."""
 import asyncio
 import json
-import threading
 import uuid
 
-import pytest
 import websockets
 
 from conftest import run

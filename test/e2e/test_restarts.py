@@ -1,9 +1,7 @@
 """Restarts and crashes (issue 2 §9): clients are told to come back, nothing
 acknowledged is lost, the worker survives errors inside a batch."""
 import asyncio
-import uuid
 
-import pytest
 
 from conftest import run
 from harness import Closed, connect_when_back
