@@ -59,11 +59,14 @@ static const StatementText kStatements[] = {
      "WHERE session_id = $1::uuid",
      2},
     /* kReadEvents */
-    {"SELECT e.id::text, json_build_object("
+    {"SELECT (c.n - 1)::text, e.id::text, json_build_object("
      "'type', 'event', 'id', e.id, 'event_type', e.event_type, 'payload', e.payload, "
      "'created_at', to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
-     "FROM resumable_ws.ws_events e WHERE e.session_id = $1::uuid AND e.id > $2::bigint "
-     "ORDER BY e.id LIMIT $3::integer",  // e.id: the bigint, not the text output column
+     "FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS c(session_id, after_id, n) "
+     "CROSS JOIN LATERAL (SELECT * FROM resumable_ws.ws_events e "
+     "WHERE e.session_id = c.session_id AND e.id > c.after_id "
+     "ORDER BY e.id LIMIT $3::integer) e "
+     "ORDER BY c.n, e.id",  // e.id: the bigint, not the text output column
      3},
     /* kPing */
     {"SELECT 1", 0},
@@ -221,15 +224,6 @@ void EventLog::set_last_event_id(const std::string &session_id, int64_t last_eve
     run(kSetLastEventId, {session_id.c_str(), id_text.c_str()});
 }
 
-std::vector<EventRow> EventLog::read_events(const std::string &session_id, int64_t after, int limit) {
-    std::string after_text = std::to_string(after), limit_text = std::to_string(limit);
-    Rows rows = run(kReadEvents, {session_id.c_str(), after_text.c_str(), limit_text.c_str()});
-    std::vector<EventRow> events;
-    events.reserve(rows.size());
-    for (auto &row : rows) events.push_back(EventRow{std::stoll(row[0]), std::move(row[1])});
-    return events;
-}
-
 void EventLog::ping_database() { run(kPing, {}); }
 
 // A Postgres array literal of quoted elements: data, never SQL text.
@@ -291,6 +285,18 @@ void EventLog::set_generation_statuses(const std::vector<GenerationStatus> &stat
     std::string replies = array_literal(statuses, [](const GenerationStatus &s) { return std::to_string(s.reply_to); });
     std::string values = array_literal(statuses, [](const GenerationStatus &s) { return s.status; });
     run(kSetGenerationStatuses, {sessions.c_str(), replies.c_str(), values.c_str()});
+}
+
+std::vector<EventRow> EventLog::read_events(const std::vector<Cursor> &cursors, int limit) {
+    std::string sessions = array_literal(cursors, [](const Cursor &c) { return c.session_id; });
+    std::string afters = array_literal(cursors, [](const Cursor &c) { return std::to_string(c.after); });
+    std::string limit_text = std::to_string(limit);
+    Rows rows = run(kReadEvents, {sessions.c_str(), afters.c_str(), limit_text.c_str()});
+    std::vector<EventRow> events;
+    events.reserve(rows.size());
+    for (auto &row : rows)
+        events.push_back(EventRow{static_cast<size_t>(std::stoull(row[0])), std::stoll(row[1]), std::move(row[2])});
+    return events;
 }
 
 std::vector<OpenGeneration> EventLog::open_generations() {

@@ -17,6 +17,7 @@ struct SessionRow {
 };
 
 struct EventRow {
+    size_t cursor;  // read_events: index of the cursor it was read for
     int64_t id;
     std::string frame;  // the complete {"type":"event",…} frame
 };
@@ -89,7 +90,12 @@ class EventLog {
     // The newest user and assistant messages up to and including event upto.
     std::vector<ContextMessage> load_context(const std::string &session_id, int64_t upto, int limit);
 
-    std::vector<EventRow> read_events(const std::string &session_id, int64_t after, int limit);
+    struct Cursor {
+        std::string session_id;
+        int64_t after;
+    };
+    // Up to limit events after each cursor, in one statement: by cursor, then id.
+    std::vector<EventRow> read_events(const std::vector<Cursor> &cursors, int limit);
     void ping_database();
 
   private:

@@ -433,10 +433,29 @@ void SessionHub::deliver() {
     }
 
     delivery_failing_ = !db_.transact([&](EventLog &log) {
+        // Every session's new events in one read: one statement per pass
+        // however many sessions are streaming.
+        std::vector<Readers> plans;
+        std::vector<EventLog::Cursor> cursors;
         for (const auto &session_id : to_read) {
             auto it = sessions_.find(session_id);
-            if (it == sessions_.end() || deliver_session(log, session_id, it->second))
+            Readers readers = it == sessions_.end() ? Readers() : ready_readers(session_id, it->second);
+            if (readers.connections.empty()) {
                 dirty_.erase(session_id);
+                continue;
+            }
+            cursors.push_back(EventLog::Cursor{session_id, readers.from});
+            plans.push_back(std::move(readers));
+        }
+        if (!plans.empty()) {
+            std::vector<EventRow> events = log.read_events(cursors, kReadBatch);
+            size_t begin = 0;
+            for (size_t i = 0; i < plans.size(); i++) {
+                size_t end = begin;
+                while (end < events.size() && events[end].cursor == i) end++;
+                if (feed(plans[i], events, begin, end)) dirty_.erase(plans[i].session_id);
+                begin = end;
+            }
         }
         for (const auto &session_id : to_check) {
             // Events committed before the close are delivered first.
@@ -453,10 +472,11 @@ void SessionHub::deliver() {
         it = sessions_.count(*it) ? std::next(it) : dirty_.erase(it);
 }
 
-bool SessionHub::deliver_session(EventLog &log, const std::string &session_id, Session &session) {
+SessionHub::Readers SessionHub::ready_readers(const std::string &session_id, Session &session) {
     const size_t feed_limit = Server::feed_limit();
-    std::vector<Connection *> readers;
-    int64_t from = INT64_MAX;
+    Readers readers;
+    readers.session_id = session_id;
+    readers.from = INT64_MAX;
     for (Connection *conn : session.connections) {
         if (conn->state != Connection::State::Ready) continue;
         // A full queue waits; on_drained brings the session back here.
@@ -464,21 +484,24 @@ bool SessionHub::deliver_session(EventLog &log, const std::string &session_id, S
             conn->behind = true;
             continue;
         }
-        readers.push_back(conn);
-        from = std::min(from, conn->cursor);
+        readers.connections.push_back(conn);
+        readers.from = std::min(readers.from, conn->cursor);
     }
-    if (readers.empty()) return true;
+    return readers;
+}
 
-    std::vector<EventRow> events = log.read_events(session_id, from, kReadBatch);
-    bool batch_full = events.size() == static_cast<size_t>(kReadBatch);
+bool SessionHub::feed(const Readers &readers, const std::vector<EventRow> &events, size_t begin, size_t end) {
+    const size_t feed_limit = Server::feed_limit();
+    bool batch_full = end - begin == static_cast<size_t>(kReadBatch);
     bool wants_more = false;  // someone took the whole batch: read on next pass
-    for (Connection *conn : readers) {
-        for (const EventRow &event : events) {
+    for (Connection *conn : readers.connections) {
+        for (size_t i = begin; i < end; i++) {
+            const EventRow &event = events[i];
             if (event.id <= conn->cursor) continue;
             if (event.id != conn->cursor + 1) {
                 // Ids are dense by construction; a gap means a bug. Stop here
                 // rather than skip an event.
-                fprintf(stderr, "resumable_ws: gap in session %s after event %lld\n", session_id.c_str(),
+                fprintf(stderr, "resumable_ws: gap in session %s after event %lld\n", readers.session_id.c_str(),
                         static_cast<long long>(conn->cursor));
                 break;
             }
@@ -490,7 +513,7 @@ bool SessionHub::deliver_session(EventLog &log, const std::string &session_id, S
             conn->cursor = event.id;
             if (conn->state != Connection::State::Ready) break;  // closed meanwhile
         }
-        bool took_all = events.empty() || conn->cursor >= events.back().id;
+        bool took_all = begin == end || conn->cursor >= events[end - 1].id;
         if (took_all && batch_full) wants_more = true;
         if (took_all && !batch_full && conn->replaying && conn->state == Connection::State::Ready) {
             conn->replaying = false;

@@ -80,10 +80,18 @@ class SessionHub : public ServerHandler {
 
     void become_ready(uint64_t conn_id, const std::string &session_id, const std::string &live_row_id,
                       int64_t head, bool resumed);
+    // The connections of a session that can take events now, and the
+    // smallest cursor among them.
+    struct Readers {
+        std::string session_id;
+        std::vector<Connection *> connections;
+        int64_t from = 0;
+    };
     void deliver();
-    // Reads a session's new events once and hands each connection the ones
-    // after its cursor. Returns true when every reader is caught up.
-    bool deliver_session(EventLog &log, const std::string &session_id, Session &session);
+    Readers ready_readers(const std::string &session_id, Session &session);
+    // Hands each reader the events [begin, end) after its cursor. Returns
+    // true when every reader is caught up.
+    bool feed(const Readers &readers, const std::vector<EventRow> &events, size_t begin, size_t end);
     void close_session_connections(const std::string &session_id);
     void mark_dirty(const std::string &session_id) { dirty_.insert(session_id); }
 

@@ -239,3 +239,18 @@ class FakeOpenAI:
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
         await send(b"")
+
+
+def serve_forever(port, pieces, delay):
+    """A fast upstream for the benchmark: every request gets `pieces` pieces,
+    `delay` seconds apart. Runs until killed."""
+    fake = FakeOpenAI()
+    fake.port = port
+    fake.default_reply = lambda body: Stream(["tok "] * pieces, delay=delay)
+    fake.start()
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+    serve_forever(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]))
