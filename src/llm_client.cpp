@@ -5,6 +5,8 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,15 +79,62 @@ static void curl_init_once() {
     done = true;
 }
 
+// curl tells which sockets to watch for what; they go into the epoll set.
+static int on_socket(CURL *, curl_socket_t fd, int what, void *user, void *) {
+    int epoll_fd = *static_cast<int *>(user);
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+        return 0;
+    }
+    epoll_event event{};
+    event.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    event.data.fd = fd;
+    if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &event) != 0 && errno == ENOENT)
+        epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
+    return 0;
+}
+
+// curl's timer, relative to now, kept as a deadline.
+static int on_timer(CURLM *, long timeout_ms, void *user) {
+    auto *deadline_ns = static_cast<int64_t *>(user);
+    if (timeout_ms < 0) {
+        *deadline_ns = -1;
+    } else {
+        auto deadline = LlmClock::now() + milliseconds(timeout_ms);
+        *deadline_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+    }
+    return 0;
+}
+
+static LlmClock::time_point from_ns(int64_t ns) { return LlmClock::time_point(std::chrono::nanoseconds(ns)); }
+
 LlmClient::LlmClient(int wake_fd) : wake_fd_(wake_fd) {
     curl_init_once();
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    thread_wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     multi_ = curl_multi_init();
-    if (multi_ == nullptr) throw std::runtime_error("curl_multi_init failed");
+    if (epoll_fd_ < 0 || thread_wake_fd_ < 0 || multi_ == nullptr) {
+        if (epoll_fd_ >= 0) close(epoll_fd_);
+        if (thread_wake_fd_ >= 0) close(thread_wake_fd_);
+        if (multi_ != nullptr) curl_multi_cleanup(static_cast<CURLM *>(multi_));
+        throw std::runtime_error("cannot set up the LLM client (epoll, eventfd or curl multi)");
+    }
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.fd = thread_wake_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, thread_wake_fd_, &event);
+    CURLM *multi = static_cast<CURLM *>(multi_);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, &epoll_fd_);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, &curl_deadline_ns_);
 }
 
 LlmClient::~LlmClient() {
     stop();
     curl_multi_cleanup(static_cast<CURLM *>(multi_));
+    close(epoll_fd_);
+    close(thread_wake_fd_);
 }
 
 void LlmClient::start() {
@@ -135,7 +184,11 @@ void LlmClient::drain(std::vector<LlmUpdate> &out) {
     updates_.clear();
 }
 
-void LlmClient::notify_thread() { curl_multi_wakeup(static_cast<CURLM *>(multi_)); }
+void LlmClient::notify_thread() {
+    uint64_t one = 1;
+    ssize_t written = write(thread_wake_fd_, &one, sizeof(one));
+    (void)written;  // EAGAIN: already signalled
+}
 
 void LlmClient::post(LlmUpdate update) {
     bool was_empty;
@@ -349,6 +402,9 @@ void LlmClient::run() {
     std::map<uint64_t, std::unique_ptr<Transfer>> transfers;
     std::vector<LlmRequest> incoming;
     std::vector<uint64_t> aborted;
+    constexpr int kMaxReady = 256;
+    epoll_event ready[kMaxReady];
+    int ready_count = 0;
 
     for (;;) {
         {
@@ -380,8 +436,20 @@ void LlmClient::run() {
         }
         aborted.clear();
 
+        // Sockets that epoll reported ready, then curl's own timer.
         int running = 0;
-        curl_multi_perform(multi, &running);
+        for (int i = 0; i < ready_count; i++) {
+            if (ready[i].data.fd == thread_wake_fd_) continue;
+            int flags = (ready[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                        (ready[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                        (ready[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(multi, ready[i].data.fd, flags, &running);
+        }
+        ready_count = 0;
+        if (curl_deadline_ns_ >= 0 && LlmClock::now() >= from_ns(curl_deadline_ns_)) {
+            curl_deadline_ns_ = -1;
+            curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
         int left = 0;
         while (CURLMsg *msg = curl_multi_info_read(multi, &left)) {
             if (msg->msg != CURLMSG_DONE) continue;
@@ -430,11 +498,16 @@ void LlmClient::run() {
         for (auto it = transfers.begin(); it != transfers.end();)
             it = it->second->finished ? transfers.erase(it) : std::next(it);
 
-        long wait_ms = std::chrono::duration_cast<milliseconds>(next - now).count();
-        long curl_ms = -1;
-        curl_multi_timeout(multi, &curl_ms);
-        if (curl_ms >= 0) wait_ms = std::min(wait_ms, curl_ms);
-        if (wait_ms > 0) curl_multi_poll(multi, nullptr, 0, static_cast<int>(wait_ms), nullptr);
+        if (curl_deadline_ns_ >= 0) next = std::min(next, from_ns(curl_deadline_ns_));
+        long wait_ms = std::max<long>(0, std::chrono::duration_cast<milliseconds>(next - now).count());
+        ready_count = epoll_wait(epoll_fd_, ready, kMaxReady, static_cast<int>(wait_ms));
+        if (ready_count < 0) ready_count = 0;  // EINTR cannot happen (signals blocked); be safe
+        for (int i = 0; i < ready_count; i++) {
+            if (ready[i].data.fd != thread_wake_fd_) continue;
+            uint64_t ignored;
+            while (read(thread_wake_fd_, &ignored, sizeof(ignored)) > 0) {
+            }
+        }
     }
 
     for (auto &entry : transfers) release_handle(multi, *entry.second);

@@ -60,8 +60,14 @@ class LlmClient {
     void post(LlmUpdate update);
     void notify_thread();
 
-    int wake_fd_;
-    void *multi_ = nullptr;  // CURLM*, used by the thread (and curl_multi_wakeup)
+    int wake_fd_;           // the worker's eventfd
+    void *multi_ = nullptr;  // CURLM*, used only by the thread
+    // The thread waits in epoll on curl's sockets (O(active) per wake, where
+    // curl_multi_poll is O(transfers)) and on its own eventfd, written by
+    // submit/abort/stop.
+    int epoll_fd_ = -1;
+    int thread_wake_fd_ = -1;
+    int64_t curl_deadline_ns_ = -1;  // curl's timer on the steady clock; -1: none
     std::thread thread_;
 
     std::mutex mutex_;  // guards the members below
