@@ -4,7 +4,7 @@ refuses connections, and the key taken from the postmaster's environment."""
 import os
 
 from conftest import run, running_cluster
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, Stream
 from harness import free_port
 from answers import answer, check_generation, send_and_answer
 
@@ -85,4 +85,46 @@ async def test_the_key_comes_from_the_postmasters_environment_when_unset():
             await client.close()
     finally:
         del os.environ["OPENAI_API_KEY"]
+        fake.stop()
+
+
+@run
+async def test_beyond_max_concurrency_messages_wait_in_order_and_can_be_cancelled_while_waiting():
+    fake = FakeOpenAI()
+    fake.start()
+    try:
+        for cluster in running_cluster(**{"resumable_ws.llm_provider": "openai",
+                                          "resumable_ws.llm_base_url": f"'{fake.base_url}'",
+                                          "resumable_ws.llm_max_concurrency": 1}):
+            fake.script(Stream(["first ", "holds ", "the slot"], stall_after=1), Stream(["third"]))
+            first, second, third = [await cluster.new_session() for _ in range(3)]
+            await first.user_message("first")
+            await first.expect("ack")
+            fake.wait_requests(1)
+            await second.user_message("second")
+            second_ack = await second.expect("ack")
+            await third.user_message("third")
+            third_ack = await third.expect("ack")
+            await second.expect("event")  # its user_message; no assistant_started while it waits
+            await second.send({"type": "ping"})
+            assert (await second.recv())["type"] == "pong"
+
+            # Cancelled while waiting: started and an empty cancelled answer, no upstream call.
+            await second.send({"type": "cancel"})
+            events = await answer(second)
+            deltas, end = check_generation(events, second_ack["event_id"])
+            assert deltas == "" and end["payload"]["finish_reason"] == "cancelled"
+            assert len(fake.requests) == 1
+
+            # The slot frees when the first answer is cancelled; the third goes next.
+            await first.send({"type": "cancel"})
+            await answer(first)
+            events = await answer(third)
+            deltas, end = check_generation([e for e in events if e["id"] > third_ack["event_id"]],
+                                           third_ack["event_id"])
+            assert deltas == "third" and end["event_type"] == "assistant_done"
+            assert fake.wait_requests(2)[1].body["messages"][-1]["content"] == "third"
+            for client in (first, second, third):
+                await client.close()
+    finally:
         fake.stop()
