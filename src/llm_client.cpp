@@ -54,6 +54,7 @@ struct LlmClient::Transfer {
     bool got_token = false;
     size_t answer_bytes = 0;
     int malformed = 0;
+    size_t events_seen = 0;
 
     // echo
     std::vector<std::string> pieces;
@@ -225,6 +226,7 @@ static size_t on_body(char *data, size_t size, size_t count, void *user) {
     }
     t->events.clear();
     t->sse.feed(data, bytes, t->events);
+    t->events_seen += t->events.size();
     for (const std::string &event : t->events) {
         CompletionChunk chunk = parse_completion_chunk(event);
         switch (chunk.kind) {
@@ -285,6 +287,7 @@ static bool begin_attempt(CURLM *multi, LlmClient::Transfer &t) {
     t.error_body.clear();
     t.finish_reason.clear();
     t.malformed = 0;
+    t.events_seen = 0;
     t.last_activity = LlmClock::now();
 
     t.easy = curl_easy_init();
@@ -354,7 +357,10 @@ static void on_attempt_done(CURLM *multi, LlmClient::Transfer &t, CURLcode resul
                     t.finish_reason = chunk.finish_reason;
             }
         }
-        if (!t.got_token && t.malformed > 0) {
+        t.events_seen += t.events.size();
+        // Nothing but oddities, or no event at all (a server that ignored
+        // stream: true and sent plain JSON): not an answer.
+        if (!t.got_token && (t.malformed > 0 || t.events_seen == 0)) {
             t.finish(LlmUpdate::Kind::Error, "bad_response", "the model provider sent a response that could not be read");
             return;
         }

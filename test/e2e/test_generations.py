@@ -47,6 +47,17 @@ def fresh_upstream(upstream):
     yield
 
 
+async def start_stalled_answer(cluster, upstream, pieces, stall_after, content):
+    """A new session whose message's answer stalls upstream after
+    stall_after pieces; returns the client and the message's ack."""
+    upstream.script(Stream(pieces, stall_after=stall_after))
+    client = await cluster.new_session()
+    await client.user_message(content)
+    ack = await client.expect("ack")
+    upstream.wait_requests(1)
+    return client, ack
+
+
 def stored_generations(cluster, session_id):
     return cluster.sql("SELECT reply_to, status FROM resumable_ws.ws_generations "
                        "WHERE session_id = %s ORDER BY reply_to", (session_id,))
@@ -306,9 +317,13 @@ async def test_an_error_event_in_the_stream_ends_the_answer(cluster, upstream):
     await client.close()
 
 
+@pytest.mark.parametrize("body", [
+    b"\x00\xffnot an event stream at all\n\ndata: <html>\n\n",
+    b'{"choices":[{"message":{"role":"assistant","content":"not streamed"}}]}',  # ignored stream: true
+])
 @run
-async def test_garbage_is_a_bad_response(cluster, upstream):
-    upstream.script(Raw(b"\x00\xffnot an event stream at all\n\ndata: <html>\n\n"))
+async def test_garbage_is_a_bad_response(cluster, upstream, body):
+    upstream.script(Raw(body))
     client = await cluster.new_session()
     reply_to, events = await send_and_answer(client, "garbage")
     _, end = check_generation(events, reply_to)
@@ -332,11 +347,7 @@ async def test_a_stalled_upstream_times_out(cluster, upstream):
 
 @run
 async def test_closing_the_session_cancels_its_generation(cluster, upstream):
-    upstream.script(Stream(["a ", "b ", "c"], stall_after=1))
-    client = await cluster.new_session()
-    await client.user_message("close me")
-    ack = await client.expect("ack")
-    upstream.wait_requests(1)
+    client, ack = await start_stalled_answer(cluster, upstream, ["a ", "b ", "c"], 1, "close me")
     cluster.sql("SELECT resumable_ws.close_session(%s)", (client.session_id,))
     code, _ = await client.close_code()
     assert code == 4004
@@ -368,11 +379,7 @@ async def test_fifty_sessions_stream_at_once_each_exact(cluster, upstream):
 
 @run
 async def test_restart_during_a_stalled_generation_is_quick_and_ends_interrupted(cluster, upstream):
-    upstream.script(Stream(["before ", "restart"], stall_after=1))
-    client = await cluster.new_session()
-    await client.user_message("restart me")
-    ack = await client.expect("ack")
-    upstream.wait_requests(1)
+    client, ack = await start_stalled_answer(cluster, upstream, ["before ", "restart"], 1, "restart me")
     began = time.monotonic()
     cluster.restart("fast")
     assert time.monotonic() - began < 10
@@ -391,11 +398,7 @@ async def test_restart_during_a_stalled_generation_is_quick_and_ends_interrupted
 
 @run
 async def test_a_crash_mid_answer_ends_interrupted_when_the_worker_is_back(cluster, upstream):
-    upstream.script(Stream(["lost ", "in ", "crash"], stall_after=2))
-    client = await cluster.new_session()
-    await client.user_message("crash me")
-    ack = await client.expect("ack")
-    upstream.wait_requests(1)
+    client, ack = await start_stalled_answer(cluster, upstream, ["lost ", "in ", "crash"], 2, "crash me")
     cluster.stop("immediate")
     cluster.start()
     back = await connect_when_back(cluster, user=client.user, session_id=client.session_id,
