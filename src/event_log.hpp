@@ -111,6 +111,7 @@ class EventLog {
         kInsertEvent,
         kInsertIdempotencyKey,
         kSetLastEventId,
+        kReadSessionEvents,
         kReadEvents,
         kPing,
         kInsertGeneration,
