@@ -69,6 +69,16 @@ static void reload_settings_if_asked() {
     }
 }
 
+// Sleeps until the latch is set or timeout_ms pass, before the server runs.
+// Returns false if shutdown was requested.
+static bool pause(long timeout_ms) {
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms, PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    check_for_interrupts();
+    reload_settings_if_asked();
+    return !shutdown_requested;
+}
+
 // Returns false if shutdown was requested while waiting.
 static bool wait_for_extension(Database &db) {
     bool announced = false;
@@ -82,11 +92,7 @@ static bool wait_for_extension(Database &db) {
             announced = true;
         }
         // CREATE EXTENSION wakes the latch; the timeout covers a missed wake.
-        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5000, PG_WAIT_EXTENSION);
-        ResetLatch(MyLatch);
-        check_for_interrupts();
-        reload_settings_if_asked();
-        if (shutdown_requested) return false;
+        if (!pause(5000)) return false;
     }
 }
 
@@ -127,8 +133,16 @@ static void serve(Database &db) {
 
     if (!db.transact([](EventLog &log) { log.clear_live_connections(); }))
         throw std::runtime_error("cannot clear ws_live_connections");
-    // Before any new message: what a restart cut off is finished first.
-    if (!generations.recover()) throw std::runtime_error("cannot read open generations");
+    // Before any new message: what a restart cut off is finished first. A
+    // failure here (a lock held by DDL, or tables from an older build) is
+    // retried rather than crash-looping the worker.
+    for (bool announced = false; !generations.recover();) {
+        if (!announced)
+            elog(LOG, "resumable_ws: cannot read resumable_ws.ws_generations yet; retrying (an extension "
+                      "created by an older build of this library needs DROP EXTENSION and CREATE EXTENSION)");
+        announced = true;
+        if (!pause(1000)) return;
+    }
     llm.start();
     raise_file_limit();
     server.start();
