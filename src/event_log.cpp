@@ -19,6 +19,10 @@ struct StatementText {
 
 // Frames are built by Postgres so that payload (jsonb) is emitted as is and
 // every string is escaped by one JSON writer.
+#define EVENT_FRAME_SQL \
+    "json_build_object('type', 'event', 'id', e.id, 'event_type', e.event_type, "               \
+    "'payload', e.payload, 'created_at', "                                                      \
+    "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
 static const StatementText kStatements[] = {
     /* kExtensionInstalled */
     {"SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'resumable_ws'", 0},
@@ -59,16 +63,12 @@ static const StatementText kStatements[] = {
      "WHERE session_id = $1::uuid",
      2},
     /* kReadSessionEvents */
-    {"SELECT '0', e.id::text, json_build_object("
-     "'type', 'event', 'id', e.id, 'event_type', e.event_type, 'payload', e.payload, "
-     "'created_at', to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
+    {"SELECT '0', e.id::text, " EVENT_FRAME_SQL
      "FROM resumable_ws.ws_events e WHERE e.session_id = $1::uuid AND e.id > $2::bigint "
      "ORDER BY e.id LIMIT $3::integer",  // e.id: the bigint, not the text output column
      3},
     /* kReadEvents */
-    {"SELECT (c.n - 1)::text, e.id::text, json_build_object("
-     "'type', 'event', 'id', e.id, 'event_type', e.event_type, 'payload', e.payload, "
-     "'created_at', to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
+    {"SELECT (c.n - 1)::text, e.id::text, " EVENT_FRAME_SQL
      "FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS c(session_id, after_id, n) "
      "CROSS JOIN LATERAL (SELECT * FROM resumable_ws.ws_events e "
      "WHERE e.session_id = c.session_id AND e.id > c.after_id "
@@ -295,8 +295,6 @@ void EventLog::set_generation_statuses(const std::vector<GenerationStatus> &stat
 }
 
 std::vector<EventRow> EventLog::read_events(const std::vector<Cursor> &cursors, int limit) {
-    std::string sessions = array_literal(cursors, [](const Cursor &c) { return c.session_id; });
-    std::string afters = array_literal(cursors, [](const Cursor &c) { return std::to_string(c.after); });
     std::string limit_text = std::to_string(limit);
     // One session (the common case outside AI bursts) has a cheaper plan.
     Rows rows;
@@ -304,6 +302,8 @@ std::vector<EventRow> EventLog::read_events(const std::vector<Cursor> &cursors, 
         std::string after = std::to_string(cursors[0].after);
         rows = run(kReadSessionEvents, {cursors[0].session_id.c_str(), after.c_str(), limit_text.c_str()});
     } else {
+        std::string sessions = array_literal(cursors, [](const Cursor &c) { return c.session_id; });
+        std::string afters = array_literal(cursors, [](const Cursor &c) { return std::to_string(c.after); });
         rows = run(kReadEvents, {sessions.c_str(), afters.c_str(), limit_text.c_str()});
     }
     std::vector<EventRow> events;

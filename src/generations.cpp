@@ -26,7 +26,7 @@ struct Generations::Plan {
     bool busy = false;  // some session was locked by another transaction
 };
 
-uint64_t Generations::add(const std::string &session_id, int64_t reply_to, const std::string &message_id) {
+uint64_t Generations::enqueue(const std::string &session_id, int64_t reply_to, const std::string &message_id) {
     uint64_t id = next_id_++;
     Generation &g = generations_[id];
     g.id = id;
@@ -56,7 +56,7 @@ bool Generations::recover() {
     std::vector<OpenGeneration> open;
     if (!db_.transact([&](EventLog &log) { open = log.open_generations(); })) return false;
     for (const OpenGeneration &row : open) {
-        uint64_t id = add(row.session_id, row.reply_to, row.message_id);
+        uint64_t id = enqueue(row.session_id, row.reply_to, row.message_id);
         if (!row.running) continue;
         Generation &g = generations_[id];
         g.started = true;
@@ -69,10 +69,6 @@ bool Generations::recover() {
         fprintf(stderr, "resumable_ws: %zu generations to finish after a restart\n", open.size());
     }
     return true;
-}
-
-void Generations::enqueue(const std::string &session_id, int64_t reply_to, const std::string &message_id) {
-    add(session_id, reply_to, message_id);
 }
 
 void Generations::cancel(const std::string &session_id) {

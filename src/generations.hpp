@@ -31,8 +31,9 @@ class Generations {
     // Worker start: generations a crash or restart cut off end as
     // interrupted; queued ones are queued again. Returns false on failure.
     bool recover();
-    // A committed user message's generation (its ws_generations row exists).
-    void enqueue(const std::string &session_id, int64_t reply_to, const std::string &message_id);
+    // A committed user message's generation (its ws_generations row
+    // exists); returns its handle.
+    uint64_t enqueue(const std::string &session_id, int64_t reply_to, const std::string &message_id);
     // A client's cancel: stops the session's current generation.
     void cancel(const std::string &session_id);
     // The session may have been closed: its generations stop.
@@ -74,7 +75,6 @@ class Generations {
     // their events and records in plan what to change after the commit.
     void write(EventLog &log, const std::set<uint64_t> &to_start, Plan &plan);
     LlmRequest build_request(EventLog &log, const Generation &g);
-    uint64_t add(const std::string &session_id, int64_t reply_to, const std::string &message_id);
     void remove(uint64_t id);
 
     Database &db_;

@@ -50,7 +50,6 @@ struct LlmClient::Transfer {
     SseParser sse;
     std::vector<std::string> events;  // scratch for the parser
     std::string error_body;
-    std::string finish_reason;
     bool got_token = false;
     size_t answer_bytes = 0;
     int malformed = 0;
@@ -213,6 +212,49 @@ void LlmClient::post(LlmUpdate update) {
 
 // --- HTTP transfers -------------------------------------------------------------
 
+// Acts on one SSE event of a 2xx stream. Returns false once the answer is
+// over (the transfer stops reading).
+static bool on_event(LlmClient::Transfer &t, const std::string &event) {
+    t.events_seen++;
+    CompletionChunk chunk = parse_completion_chunk(event);
+    switch (chunk.kind) {
+        case CompletionChunk::Kind::Content:
+            if (!chunk.delta.empty()) {
+                t.got_token = true;
+                t.answer_bytes += chunk.delta.size();
+                t.emit(LlmUpdate{LlmUpdate::Kind::Delta, t.request.id, std::move(chunk.delta), {}});
+                if (t.answer_bytes > kMaxAnswerBytes) {
+                    t.finish(LlmUpdate::Kind::Done, "length");
+                    return false;
+                }
+            }
+            if (!chunk.finish_reason.empty()) {
+                // The answer is complete; a usage chunk or [DONE] may follow,
+                // but nothing that changes it.
+                t.finish(LlmUpdate::Kind::Done, chunk.finish_reason);
+                return false;
+            }
+            return true;
+        case CompletionChunk::Kind::Done:
+            t.finish(LlmUpdate::Kind::Done, "stop");
+            return false;
+        case CompletionChunk::Kind::Error:
+            fprintf(stderr, "resumable_ws: generation %llu: the model provider reported an error (%s)\n",
+                    static_cast<unsigned long long>(t.request.id),
+                    chunk.error_type.empty() ? "no type" : chunk.error_type.c_str());
+            t.finish(LlmUpdate::Kind::Error, "upstream_error", "the model provider reported an error");
+            return false;
+        case CompletionChunk::Kind::Malformed:
+            // Tolerated (some servers send oddities); an answer made only of
+            // these ends as bad_response.
+            if (t.malformed++ == 0)
+                fprintf(stderr, "resumable_ws: generation %llu: skipping a malformed stream event\n",
+                        static_cast<unsigned long long>(t.request.id));
+            return true;
+    }
+    return true;
+}
+
 static size_t on_body(char *data, size_t size, size_t count, void *user) {
     auto *t = static_cast<LlmClient::Transfer *>(user);
     size_t bytes = size * count;
@@ -226,45 +268,8 @@ static size_t on_body(char *data, size_t size, size_t count, void *user) {
     }
     t->events.clear();
     t->sse.feed(data, bytes, t->events);
-    t->events_seen += t->events.size();
-    for (const std::string &event : t->events) {
-        CompletionChunk chunk = parse_completion_chunk(event);
-        switch (chunk.kind) {
-            case CompletionChunk::Kind::Content:
-                if (!chunk.delta.empty()) {
-                    t->got_token = true;
-                    t->answer_bytes += chunk.delta.size();
-                    t->emit(LlmUpdate{LlmUpdate::Kind::Delta, t->request.id, std::move(chunk.delta), {}});
-                    if (t->answer_bytes > kMaxAnswerBytes) {
-                        t->finish(LlmUpdate::Kind::Done, "length");
-                        return 0;
-                    }
-                }
-                if (!chunk.finish_reason.empty()) {
-                    // The answer is complete; a usage chunk or [DONE] may
-                    // follow, but nothing that changes it.
-                    t->finish(LlmUpdate::Kind::Done, chunk.finish_reason);
-                    return 0;
-                }
-                break;
-            case CompletionChunk::Kind::Done:
-                t->finish(LlmUpdate::Kind::Done, t->finish_reason.empty() ? "stop" : t->finish_reason);
-                return 0;
-            case CompletionChunk::Kind::Error:
-                fprintf(stderr, "resumable_ws: generation %llu: the model provider reported an error (%s)\n",
-                        static_cast<unsigned long long>(t->request.id),
-                        chunk.error_type.empty() ? "no type" : chunk.error_type.c_str());
-                t->finish(LlmUpdate::Kind::Error, "upstream_error", "the model provider reported an error");
-                return 0;
-            case CompletionChunk::Kind::Malformed:
-                // Tolerated (some servers send oddities); an answer made only
-                // of these ends as bad_response.
-                if (t->malformed++ == 0)
-                    fprintf(stderr, "resumable_ws: generation %llu: skipping a malformed stream event\n",
-                            static_cast<unsigned long long>(t->request.id));
-                break;
-        }
-    }
+    for (const std::string &event : t->events)
+        if (!on_event(*t, event)) return 0;
     return bytes;
 }
 
@@ -285,7 +290,6 @@ static bool begin_attempt(CURLM *multi, LlmClient::Transfer &t) {
     t.status = 0;
     t.sse = SseParser();
     t.error_body.clear();
-    t.finish_reason.clear();
     t.malformed = 0;
     t.events_seen = 0;
     t.last_activity = LlmClock::now();
@@ -342,29 +346,19 @@ static void on_attempt_done(CURLM *multi, LlmClient::Transfer &t, CURLcode resul
 
     bool ok_status = t.status >= 200 && t.status <= 299;
     if (result == CURLE_OK && ok_status) {
-        // The stream ended without [DONE]: flush a last unterminated event.
+        // The stream ended without [DONE] or a finish_reason: a last event
+        // may lack its blank line.
         t.events.clear();
         t.sse.feed("\n\n", 2, t.events);
-        if (!t.events.empty()) {
-            // Reuse the chunk logic for what was left.
-            for (auto &event : t.events) {
-                CompletionChunk chunk = parse_completion_chunk(event);
-                if (chunk.kind == CompletionChunk::Kind::Content && !chunk.delta.empty()) {
-                    t.got_token = true;
-                    t.emit(LlmUpdate{LlmUpdate::Kind::Delta, t.request.id, std::move(chunk.delta), {}});
-                }
-                if (chunk.kind == CompletionChunk::Kind::Content && !chunk.finish_reason.empty())
-                    t.finish_reason = chunk.finish_reason;
-            }
-        }
-        t.events_seen += t.events.size();
+        for (const std::string &event : t.events)
+            if (!on_event(t, event)) return;
         // Nothing but oddities, or no event at all (a server that ignored
         // stream: true and sent plain JSON): not an answer.
         if (!t.got_token && (t.malformed > 0 || t.events_seen == 0)) {
             t.finish(LlmUpdate::Kind::Error, "bad_response", "the model provider sent a response that could not be read");
             return;
         }
-        t.finish(LlmUpdate::Kind::Done, t.finish_reason.empty() ? "stop" : t.finish_reason);
+        t.finish(LlmUpdate::Kind::Done, "stop");
         return;
     }
 
