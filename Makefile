@@ -11,6 +11,8 @@ OBJS = \
 	src/sql_functions.o \
 	src/auth.o \
 	src/uuid.o \
+	src/sign_in_limiter.o \
+	src/chat_page.o \
 	src/protocol.o \
 	src/llm_stream.o \
 	src/llm_client.o \
@@ -48,4 +50,17 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 -include $(OBJS:.o=.d)
+
+# The browser chat client, served by the worker at GET / (read from here at
+# each request after it changes, so reinstalling it needs no restart).
+CHAT_PAGE_DIR = $(DESTDIR)$(datadir)/extension/resumable_ws
+install: install-chat-page
+install-chat-page:
+	$(MKDIR_P) '$(CHAT_PAGE_DIR)'
+	$(INSTALL_DATA) web/chat.html '$(CHAT_PAGE_DIR)/chat.html'
+uninstall: uninstall-chat-page
+uninstall-chat-page:
+	rm -f '$(CHAT_PAGE_DIR)/chat.html'
+	rmdir '$(CHAT_PAGE_DIR)' 2>/dev/null || true
+.PHONY: install-chat-page uninstall-chat-page
 

@@ -82,13 +82,15 @@ TokenCheck verify_token(const std::string &token, const std::string &secret,
 }
 
 std::string sign_token(const std::string &user_id, int64_t ttl_seconds,
-                       const std::string &secret, const std::string &audience, int64_t now) {
+                       const std::string &secret, const std::string &audience, int64_t now,
+                       bool anonymous) {
     jwt::jwt_object obj{jwt::params::algorithm("HS256"), jwt::params::secret(secret)};
     obj.add_claim("sub", user_id);
     obj.add_claim("role", "authenticated");
     obj.add_claim("iat", now);
     obj.add_claim("exp", now + ttl_seconds);
     if (!audience.empty()) obj.add_claim("aud", audience);
+    if (anonymous) obj.add_claim("is_anonymous", true);
     return obj.signature();
 }
 

@@ -19,7 +19,9 @@ struct TokenCheck {
 TokenCheck verify_token(const std::string &token, const std::string &secret,
                         const std::string &audience, int64_t now);
 
+// Anonymous users' tokens also say is_anonymous (as Supabase's do).
 std::string sign_token(const std::string &user_id, int64_t ttl_seconds,
-                       const std::string &secret, const std::string &audience, int64_t now);
+                       const std::string &secret, const std::string &audience, int64_t now,
+                       bool anonymous = false);
 
 }  // namespace rws

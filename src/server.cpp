@@ -1,9 +1,12 @@
 #include "server.hpp"
 
+#include "auth.hpp"
 #include "protocol.hpp"
 #include "settings.hpp"
+#include "uuid.hpp"
 
 #include <libwebsockets.h>
+#include <nlohmann/json.hpp>
 #include <uv.h>
 
 #include <algorithm>
@@ -173,51 +176,193 @@ void Server::tick(Clock::time_point now, int64_t unix_now) {
     // would wait for lws's timer, which is not re-armed from out here). It
     // runs the CLOSED callback, which erases from connections_: hence the list.
     for (lws *wsi : to_kill) lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+
+    if (sign_in_limiter_.tracked() > 0) sign_in_limiter_.prune(settings.anonymous_sign_ins_per_minute, now);
 }
 
 void Server::answer_health(bool database_ok) {
-    for (lws *wsi : health_waiters_) {
-        health_answers_[wsi] = database_ok;
-        lws_callback_on_writable(wsi);
-    }
+    char body[160];
+    snprintf(body, sizeof(body), "{\"status\":\"%s\",\"database\":%s,\"connections\":%zu}\n",
+             database_ok ? "ok" : "unavailable", database_ok ? "true" : "false", connections_.size());
+    for (lws *wsi : health_waiters_)
+        respond_json(wsi, database_ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body);
     health_waiters_.clear();
 }
 
-int Server::write_health(lws *wsi) {
-    auto it = health_answers_.find(wsi);
-    if (it == health_answers_.end()) return 0;
-    bool ok = it->second;
-    health_answers_.erase(it);
+void Server::respond(lws *wsi, HttpResponse response) {
+    http_responses_[wsi] = std::move(response);
+    lws_callback_on_writable(wsi);
+}
 
-    char body_text[160];
-    int body_len = snprintf(body_text, sizeof(body_text),
-                            "{\"status\":\"%s\",\"database\":%s,\"connections\":%zu}\n",
-                            ok ? "ok" : "unavailable", ok ? "true" : "false", connections_.size());
-    unsigned char buffer[LWS_PRE + 512];
-    unsigned char *start = buffer + LWS_PRE, *p = start, *end = buffer + sizeof(buffer) - 1;
-    if (lws_add_http_common_headers(wsi, ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
-                                    "application/json", body_len, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                     (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    unsigned char body[LWS_PRE + 160];
-    memcpy(body + LWS_PRE, body_text, body_len);
-    if (lws_write(wsi, body + LWS_PRE, body_len, LWS_WRITE_HTTP_FINAL) != body_len) return -1;
+void Server::respond_text(lws *wsi, int status, const std::string &text) {
+    HttpResponse response;
+    response.status = status;
+    response.content_type = "text/plain; charset=utf-8";
+    response.body = text + "\n";
+    respond(wsi, std::move(response));
+}
+
+void Server::respond_json(lws *wsi, int status, const std::string &json) {
+    HttpResponse response;
+    response.status = status;
+    response.content_type = "application/json";
+    response.headers.emplace_back("cache-control", "no-store");
+    response.body = json;
+    respond(wsi, std::move(response));
+}
+
+int Server::write_http(lws *wsi) {
+    auto it = http_responses_.find(wsi);
+    if (it == http_responses_.end()) return 0;
+    HttpResponse &response = it->second;
+    if (!response.headers_sent) {
+        response.headers_sent = true;
+        std::vector<unsigned char> buffer(LWS_PRE + 4096);
+        unsigned char *start = buffer.data() + LWS_PRE, *p = start, *end = buffer.data() + buffer.size() - 1;
+        if (lws_add_http_common_headers(wsi, response.status, response.content_type.c_str(),
+                                        response.body.size(), &p, end))
+            return -1;
+        response.headers.emplace_back("x-content-type-options", "nosniff");
+        for (const auto &header : response.headers) {
+            std::string name = header.first + ":";
+            if (lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char *>(name.c_str()),
+                                            reinterpret_cast<const unsigned char *>(header.second.data()),
+                                            static_cast<int>(header.second.size()), &p, end))
+                return -1;
+        }
+        if (lws_finalize_write_http_header(wsi, start, &p, end)) return -1;
+    }
+    // The body goes out in pieces the socket takes; lws keeps what a partial
+    // write leaves and reports the pipe choked until it is out.
+    constexpr size_t kPiece = 16 * 1024;
+    while (response.body_sent < response.body.size() && !lws_send_pipe_choked(wsi)) {
+        size_t length = std::min(kPiece, response.body.size() - response.body_sent);
+        bool last = response.body_sent + length == response.body.size();
+        std::vector<unsigned char> piece(LWS_PRE + length);
+        memcpy(piece.data() + LWS_PRE, response.body.data() + response.body_sent, length);
+        if (lws_write(wsi, piece.data() + LWS_PRE, length, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
+            static_cast<int>(length))
+            return -1;
+        response.body_sent += length;
+    }
+    if (response.body_sent < response.body.size()) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    http_responses_.erase(it);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+void Server::serve_page(lws *wsi) {
+    if (!page_.load()) {
+        respond_text(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                     "the chat page is not installed (make install puts it at " + page_.path() + ")");
+        return;
+    }
+    HttpResponse response;
+    response.content_type = "text/html; charset=utf-8";
+    response.headers = {
+        {"content-security-policy", page_.content_security_policy()},
+        {"cache-control", "no-cache"},
+        {"referrer-policy", "no-referrer"},
+        {"x-frame-options", "DENY"},
+    };
+    response.body = page_.html();
+    respond(wsi, std::move(response));
+}
+
+// POST /auth/anonymous (PROTOCOL.md §2): a token for a fresh user id. No
+// row is written: a user exists only as the sub of its tokens.
+void Server::sign_in_anonymously(lws *wsi) {
+    if (!settings.anonymous_sign_in) {
+        respond_json(wsi, HTTP_STATUS_NOT_FOUND, "{\"error\":\"not_found\",\"message\":\"anonymous sign-in is not enabled\"}\n");
+        return;
+    }
+    std::string secret = settings.jwt_secret ? settings.jwt_secret : "";
+    if (secret.empty()) {
+        respond_json(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                     "{\"error\":\"unavailable\",\"message\":\"resumable_ws.jwt_secret is not set\"}\n");
+        return;
+    }
+    char peer[64] = {0};
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    int retry_after_s = 0;
+    if (!sign_in_limiter_.allow(peer, settings.anonymous_sign_ins_per_minute, Clock::now(), retry_after_s)) {
+        HttpResponse response;
+        response.status = 429;
+        response.content_type = "application/json";
+        response.headers = {{"retry-after", std::to_string(retry_after_s)}, {"cache-control", "no-store"}};
+        response.body = "{\"error\":\"rate_limited\",\"retry_after\":" + std::to_string(retry_after_s) + "}\n";
+        respond(wsi, std::move(response));
+        return;
+    }
+    std::string user_id = random_uuid();
+    int64_t ttl = settings.anonymous_token_ttl_s;
+    std::string token = sign_token(user_id, ttl, secret, settings.jwt_audience ? settings.jwt_audience : "",
+                                   time(nullptr), /*anonymous=*/true);
+    nlohmann::json body = {
+        {"access_token", token},
+        {"token_type", "bearer"},
+        {"expires_in", ttl},
+        {"user", {{"id", user_id}, {"is_anonymous", true}}},
+    };
+    respond_json(wsi, HTTP_STATUS_OK, body.dump() + "\n");
+}
+
+void Server::forget_http(lws *wsi) {
+    health_waiters_.erase(wsi);
+    sign_in_waiters_.erase(wsi);
+    http_responses_.erase(wsi);
+}
+
+static std::string header_text(lws *wsi, lws_token_indexes token) {
+    int length = lws_hdr_total_length(wsi, token);
+    if (length <= 0) return "";
+    std::string value(static_cast<size_t>(length) + 1, '\0');
+    if (lws_hdr_copy(wsi, &value[0], length + 1, token) < 0) return "";
+    value.resize(static_cast<size_t>(length));
+    return value;
 }
 
 int Server::on_http(lws *wsi, const char *uri) {
     bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
-    if (is_get && strcmp(uri, "/healthz") == 0) {
+    bool is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+    std::string path = uri ? uri : "";
+
+    if (path == "/healthz" && is_get) {
         health_waiters_.insert(wsi);
         handler_.on_health_request();
         return 0;  // answered after the worker's next pass
     }
-    // Everything else (including the page and /auth/anonymous, which later
-    // work adds) is not served.
-    if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, nullptr)) return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
+    if (path == "/" && is_get) {
+        serve_page(wsi);
+        return 0;
+    }
+    if (path == "/auth/anonymous" && is_post) {
+        // A body (none is needed) is read to its end before the answer.
+        std::string content_length = header_text(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+        if (!content_length.empty() && content_length != "0") {
+            if (content_length.size() > 5) {  // 100 kB or more: not worth reading
+                respond_text(wsi, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "request body too large");
+                return 0;
+            }
+            sign_in_waiters_.insert(wsi);
+            return 0;
+        }
+        sign_in_anonymously(wsi);
+        return 0;
+    }
+    if (path == "/healthz" || path == "/" || (path == "/auth/anonymous" && settings.anonymous_sign_in)) {
+        HttpResponse response;
+        response.status = HTTP_STATUS_METHOD_NOT_ALLOWED;
+        response.content_type = "text/plain; charset=utf-8";
+        response.headers = {{"allow", path == "/auth/anonymous" ? "POST" : "GET"}};
+        response.body = "method not allowed\n";
+        respond(wsi, std::move(response));
+        return 0;
+    }
+    respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found");
+    return 0;
 }
 
 // Answers a refused upgrade with a complete HTTP/1.1 response (lws's own
@@ -380,10 +525,14 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
         case LWS_CALLBACK_HTTP:
             return on_http(wsi, static_cast<const char *>(in));
         case LWS_CALLBACK_HTTP_WRITEABLE:
-            return write_health(wsi);
+            return write_http(wsi);
+        case LWS_CALLBACK_HTTP_BODY:
+            return 0;  // nothing to keep: no endpoint reads a body
+        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+            if (sign_in_waiters_.erase(wsi)) sign_in_anonymously(wsi);
+            return 0;
         case LWS_CALLBACK_CLOSED_HTTP:
-            health_waiters_.erase(wsi);
-            health_answers_.erase(wsi);
+            forget_http(wsi);
             break;
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
             return slot ? on_filter(wsi, slot) : 1;
@@ -405,10 +554,7 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
                 handler_.on_closed(*conn);
                 connections_.erase(conn->id);
             }
-            if (reason == LWS_CALLBACK_WSI_DESTROY) {
-                health_waiters_.erase(wsi);
-                health_answers_.erase(wsi);
-            }
+            if (reason == LWS_CALLBACK_WSI_DESTROY) forget_http(wsi);
             return 0;
         default:
             break;

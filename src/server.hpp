@@ -4,13 +4,17 @@
 // ServerHandler; they never touch SPI.
 #pragma once
 
+#include "chat_page.hpp"
 #include "connection.hpp"
+#include "sign_in_limiter.hpp"
 
 #include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 struct lws_context;
 typedef struct uv_loop_s uv_loop_t;
@@ -42,12 +46,24 @@ enum CloseCode {
     kCloseRestart = 1012,
 };
 
+// One HTTP answer, written in pieces as the socket takes them.
+struct HttpResponse {
+    int status = 200;
+    std::string content_type;
+    std::vector<std::pair<std::string, std::string>> headers;  // lowercase names
+    std::string body;
+    size_t body_sent = 0;
+    bool headers_sent = false;
+};
+
 class Server {
   public:
     Server(uv_loop_t *loop, ServerHandler &handler);
     ~Server();
     // Binds resumable_ws.listen_addresses:port; throws on failure.
     void start();
+    // Where GET / finds the chat page (web/chat.html as installed).
+    void set_page_path(std::string path) { page_.set_path(std::move(path)); }
 
     // Events are fed to a connection only while its queue is below this
     // share of max_send_buffer: bursts and replays are paced by the reader,
@@ -80,10 +96,16 @@ class Server {
 
   private:
     int on_http(lws *wsi, const char *uri);
+    void respond(lws *wsi, HttpResponse response);
+    void respond_text(lws *wsi, int status, const std::string &text);
+    void respond_json(lws *wsi, int status, const std::string &json);
+    int write_http(lws *wsi);
+    void serve_page(lws *wsi);
+    void sign_in_anonymously(lws *wsi);
+    void forget_http(lws *wsi);
     int on_filter(lws *wsi, Connection **slot);
     int on_receive(Connection &conn, const void *in, size_t len);
     int on_writeable(Connection &conn);
-    int write_health(lws *wsi);
     void send_close_frame(Connection &conn);
 
     uv_loop_t *loop_;
@@ -92,7 +114,10 @@ class Server {
     uint64_t next_id_ = 1;
     std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
     std::unordered_set<lws *> health_waiters_;   // waiting for the next pass
-    std::unordered_map<lws *, bool> health_answers_;  // ready to write
+    std::unordered_set<lws *> sign_in_waiters_;  // reading a request body first
+    std::unordered_map<lws *, HttpResponse> http_responses_;  // being written
+    ChatPage page_;
+    SignInLimiter sign_in_limiter_;
 };
 
 }  // namespace rws

@@ -39,6 +39,15 @@ void define_settings() {
     DefineCustomBoolVariable(
         "resumable_ws.anonymous_sign_in", "Enables POST /auth/anonymous.", nullptr,
         &settings.anonymous_sign_in, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.anonymous_sign_ins_per_minute", "Anonymous sign-ins allowed per client address per minute.",
+        "Up to this many at once, then this many a minute; IPv6 addresses count per /64. More get HTTP 429.",
+        &settings.anonymous_sign_ins_per_minute, 30, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "resumable_ws.anonymous_token_ttl", "Lifetime of the tokens POST /auth/anonymous issues.",
+        "When a token expires its anonymous user cannot come back: a new sign-in is a new user.",
+        &settings.anonymous_token_ttl_s, 24 * 3600, 60, 365 * 24 * 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr,
+        nullptr, nullptr);
 
     DefineCustomEnumVariable(
         "resumable_ws.llm_provider", "Where generations come from: openai, echo (offline demo) or none.",

@@ -15,6 +15,8 @@ struct Settings {
     char *jwt_secret;  // superuser-only
     char *jwt_audience;
     bool anonymous_sign_in;
+    int anonymous_sign_ins_per_minute;  // per client address
+    int anonymous_token_ttl_s;
     int llm_provider;
     char *llm_base_url;
     char *llm_api_key;  // superuser-only

@@ -14,6 +14,7 @@
 #include "shared_state.hpp"
 
 extern "C" {
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -130,6 +131,9 @@ static void serve(Database &db) {
     SessionHub hub(db, generations, MyProcPid);
     Server server(&loop, hub);
     hub.attach(&server);
+    char share_path[MAXPGPATH];
+    get_share_path(my_exec_path, share_path);
+    server.set_page_path(std::string(share_path) + "/extension/resumable_ws/chat.html");
 
     if (!db.transact([](EventLog &log) { log.clear_live_connections(); }))
         throw std::runtime_error("cannot clear ws_live_connections");

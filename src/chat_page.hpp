@@ -1,0 +1,35 @@
+// The browser chat client (web/chat.html, installed into the extension's
+// share directory): read from disk when it changes, served at GET /.
+// Its Content-Security-Policy allows exactly the page's own inline script
+// and style (by hash), so that text which somehow became markup still could
+// not run. Pure C++: no Postgres calls, safe from lws callbacks.
+#pragma once
+
+#include <ctime>
+#include <string>
+
+namespace rws {
+
+class ChatPage {
+  public:
+    // Where the page is installed; set once by the worker.
+    void set_path(std::string path) { path_ = std::move(path); }
+    const std::string &path() const { return path_; }
+
+    // Rereads the file if it changed. False if it cannot be read.
+    bool load();
+    const std::string &html() const { return html_; }
+    const std::string &content_security_policy() const { return csp_; }
+
+    // The CSP for a page: a hash source for its first <script> and <style>.
+    static std::string policy_for(const std::string &html);
+
+  private:
+    std::string path_;
+    std::string html_;
+    std::string csp_;
+    struct timespec mtime_ = {0, 0};
+    off_t size_ = -1;
+};
+
+}  // namespace rws

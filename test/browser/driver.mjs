@@ -1,0 +1,73 @@
+// Drives headless Chromium (Debian's) with playwright-core for the Python
+// browser suite: one JSON command per stdin line, one JSON answer per stdout
+// line ({id, ok, result} or {id, ok: false, error}). Every wait is bounded.
+import { createInterface } from "node:readline";
+import { existsSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const executablePath = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"].find(existsSync);
+const browser = await chromium.launch({
+  executablePath,
+  chromiumSandbox: false,
+  timeout: 30000,
+  // Chromium's own background traffic would only hit this machine's closed network.
+  args: ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-extensions"],
+});
+
+let context = null;
+let page = null;
+let problems = [];  // console errors and uncaught exceptions of the page
+
+async function open({ width = 1280, height = 800, mobile = false }) {
+  if (context) await context.close();
+  context = await browser.newContext({
+    viewport: { width, height },
+    deviceScaleFactor: mobile ? 2 : 1,
+    isMobile: mobile,
+    hasTouch: mobile,
+  });
+  context.setDefaultTimeout(10000);
+  page = await context.newPage();
+  problems = [];
+  page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+  page.on("pageerror", (e) => problems.push(`exception: ${e.message}`));
+  return true;
+}
+
+const ops = {
+  open,
+  goto: async ({ url }) => { await page.goto(url, { waitUntil: "load" }); return page.url(); },
+  reload: async () => { await page.reload({ waitUntil: "load" }); return true; },
+  eval: async ({ expression }) => page.evaluate(expression),
+  // Polls with evaluate: waitForFunction compiles its predicate inside the
+  // page, which the page's Content-Security-Policy (rightly) forbids.
+  wait: async ({ expression, timeout_ms = 10000 }) => {
+    const deadline = Date.now() + timeout_ms;
+    for (;;) {
+      const value = await page.evaluate(expression);
+      if (value) return value;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeout_ms} ms waiting for ${expression}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  },
+  fill: async ({ selector, text }) => { await page.fill(selector, text); return true; },
+  press: async ({ selector, key }) => { await page.press(selector, key); return true; },
+  click: async ({ selector }) => { await page.click(selector); return true; },
+  screenshot: async ({ path, full_page = false }) => { await page.screenshot({ path, fullPage: full_page }); return path; },
+  problems: async () => problems,
+  quit: async () => { await browser.close(); process.exit(0); },
+};
+
+const lines = createInterface({ input: process.stdin });
+for await (const line of lines) {
+  let command;
+  try {
+    command = JSON.parse(line);
+    const result = await ops[command.op](command);
+    process.stdout.write(JSON.stringify({ id: command.id, ok: true, result: result ?? null }) + "\n");
+  } catch (e) {
+    process.stdout.write(JSON.stringify({ id: command?.id, ok: false, error: String(e?.message || e) }) + "\n");
+  }
+}
+await browser.close();
