@@ -541,6 +541,11 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
             return 0;
         case LWS_CALLBACK_RECEIVE:
             return conn ? on_receive(*conn, in, len) : -1;
+        case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+            // After our own close frame this is the peer's answer: nonzero
+            // makes lws close without echoing a second close frame, which
+            // browsers reject ("Close received after close", seen as 1006).
+            return conn && conn->close_sent ? 1 : 0;
         case LWS_CALLBACK_RECEIVE_PONG:
             if (conn) conn->last_received = Clock::now();
             return 0;

@@ -18,6 +18,7 @@ const browser = await chromium.launch({
 let context = null;
 let page = null;
 let problems = [];  // console errors and uncaught exceptions of the page
+let consoleLines = [];  // everything the page logged, for debugging a failure
 
 async function open({ width = 1280, height = 800, mobile = false }) {
   if (context) await context.close();
@@ -30,7 +31,14 @@ async function open({ width = 1280, height = 800, mobile = false }) {
   context.setDefaultTimeout(10000);
   page = await context.newPage();
   problems = [];
-  page.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+  consoleLines = [];
+  page.on("console", (m) => {
+    consoleLines.push(`${m.type()}: ${m.text()}`);
+    // The browser's own reports of failed requests (a refused WebSocket while
+    // the server restarts, the 404 of a disabled sign-in) are expected.
+    if (m.type() === "error" && !/^(Failed to load resource|WebSocket connection to)/.test(m.text()))
+      problems.push(`console: ${m.text()}`);
+  });
   page.on("pageerror", (e) => problems.push(`exception: ${e.message}`));
   return true;
 }
@@ -51,11 +59,13 @@ const ops = {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   },
+  resize: async ({ width, height }) => { await page.setViewportSize({ width, height }); return true; },
   fill: async ({ selector, text }) => { await page.fill(selector, text); return true; },
   press: async ({ selector, key }) => { await page.press(selector, key); return true; },
   click: async ({ selector }) => { await page.click(selector); return true; },
   screenshot: async ({ path, full_page = false }) => { await page.screenshot({ path, fullPage: full_page }); return path; },
   problems: async () => problems,
+  console: async () => consoleLines,
   quit: async () => { await browser.close(); process.exit(0); },
 };
 

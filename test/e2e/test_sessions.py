@@ -1,8 +1,10 @@
 """Sessions (PROTOCOL.md §3 "Sessions"): create, resume, 4003, 4004,
 close_session, and the ws_live_connections rows behind them."""
+import json
 import uuid
 
 from conftest import run
+from harness import RawClient, make_token
 
 
 @run
@@ -97,3 +99,38 @@ async def test_healthz(cluster):
     assert '"database":true' in body
     assert cluster.http("/nope")[0] == 404
     assert cluster.http("/auth/anonymous", method="POST")[0] == 404
+
+
+def _frames_until_eof(raw):
+    seen = []
+    try:
+        for opcode, payload in raw.frames():
+            seen.append((opcode, payload))
+    except EOFError:
+        pass
+    return seen
+
+
+def test_close_handshakes_have_exactly_one_close_frame_each_way(cluster):
+    """RFC 6455 §5.5.1: the side that receives a close answers it once. A
+    second close frame after the peer's answer makes browsers report 1006
+    instead of the server's code."""
+    user = str(uuid.uuid4())
+    raw = RawClient(cluster, make_token(user))
+    opcode, payload = next(raw.frames())
+    session = json.loads(payload)["session_id"]
+    cluster.sql("SELECT resumable_ws.close_session(%s)", (session,))
+    frames = raw.frames()
+    while True:
+        opcode, payload = next(frames)
+        if opcode == 8:
+            break
+    assert int.from_bytes(payload[:2], "big") == 4004
+    raw.send_frame(8, payload[:2])  # the answer to the server's close
+    assert _frames_until_eof(raw) == []
+
+    # Closed by the client: the server answers with one close frame.
+    raw = RawClient(cluster, make_token(user))
+    next(raw.frames())
+    raw.send_frame(8, (1000).to_bytes(2, "big"))
+    assert [opcode for opcode, _ in _frames_until_eof(raw)] == [8]
