@@ -24,7 +24,7 @@ std::string SignInLimiter::address_key(const std::string &address) {
 }
 
 void SignInLimiter::refill(Bucket &bucket, int per_minute, Clock::time_point now) {
-    double elapsed = std::chrono::duration<double>(now - bucket.refilled).count();
+    double elapsed = std::max(0.0, std::chrono::duration<double>(now - bucket.refilled).count());
     bucket.tokens = std::min<double>(per_minute, bucket.tokens + elapsed * per_minute / 60.0);
     bucket.refilled = now;
 }

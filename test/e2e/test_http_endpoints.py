@@ -1,0 +1,146 @@
+"""GET / (the chat page) and POST /auth/anonymous (PROTOCOL.md §2) over plain
+HTTP: headers, the per-address limit, and the tokens themselves."""
+import base64
+import hashlib
+import http.client
+import json
+import re
+import socket
+import time
+import uuid
+
+import jwt
+import pytest
+
+from conftest import run, running_cluster
+from harness import JWT_SECRET, TIMEOUT
+
+PER_MINUTE = 5
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    yield from running_cluster(**{
+        "resumable_ws.anonymous_sign_in": "on",
+        "resumable_ws.anonymous_sign_ins_per_minute": PER_MINUTE,
+        "resumable_ws.anonymous_token_ttl": "'2h'",
+    })
+
+
+def request(cluster, method, path, body=None, source="127.0.0.1", headers=None):
+    """One HTTP/1.1 request from the given loopback source address."""
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.ws_port, timeout=TIMEOUT,
+                                      source_address=(source, 0))
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
+    finally:
+        conn.close()
+
+
+def sign_in(cluster, source):
+    return request(cluster, "POST", "/auth/anonymous", source=source)
+
+
+def test_the_page_is_served_with_a_policy_that_allows_only_its_own_script(cluster):
+    status, headers, html = request(cluster, "GET", "/?from=a-link")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert headers["cache-control"] == "no-cache" and headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    script = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = headers["content-security-policy"]
+    assert f"script-src 'sha256-{digest}'" in policy
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    # Keep-alive: the next request on the same connection is answered too.
+    conn = http.client.HTTPConnection("127.0.0.1", cluster.ws_port, timeout=TIMEOUT)
+    for path in ("/", "/healthz", "/"):
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200 and response.read()
+    conn.close()
+
+
+def test_other_paths_and_methods(cluster):
+    assert request(cluster, "GET", "/nope")[0] == 404
+    assert request(cluster, "GET", "/index.html")[0] == 404
+    status, headers, _ = request(cluster, "POST", "/")
+    assert status == 405 and headers["allow"] == "GET"
+    status, headers, _ = request(cluster, "GET", "/auth/anonymous")
+    assert status == 405 and headers["allow"] == "POST"
+
+
+def test_anonymous_sign_in_gives_a_fresh_user_a_working_token(cluster):
+    seen = set()
+    for n in range(2):
+        status, headers, body = sign_in(cluster, "127.0.0.2")
+        assert status == 200 and headers["cache-control"] == "no-store"
+        answer = json.loads(body)
+        assert answer["token_type"] == "bearer" and answer["expires_in"] == 7200
+        claims = jwt.decode(answer["access_token"], JWT_SECRET, algorithms=["HS256"],
+                            audience="authenticated")
+        assert claims["sub"] == answer["user"]["id"] == str(uuid.UUID(claims["sub"]))
+        assert claims["exp"] - claims["iat"] == 7200 and abs(claims["iat"] - time.time()) < 60
+        assert claims["is_anonymous"] is True and claims["role"] == "authenticated"
+        seen.add(claims["sub"])
+    assert len(seen) == 2
+
+    @run
+    async def connect_with_it():
+        client = await cluster.connect(token=answer["access_token"])
+        ready = await client.ready()
+        owner = cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE session_id = %s",
+                            (ready["session_id"],))
+        await client.close()
+        return owner
+
+    assert connect_with_it() == [(answer["user"]["id"],)]
+
+
+def test_sign_ins_are_limited_per_address(cluster):
+    # A body is allowed (and ignored); it is read before the answer.
+    status, _, _ = request(cluster, "POST", "/auth/anonymous", body=b'{"any":"thing"}', source="127.0.0.3",
+                           headers={"content-type": "application/json"})
+    assert status == 200
+    statuses = [sign_in(cluster, "127.0.0.3")[0] for _ in range(PER_MINUTE + 2)]
+    assert statuses == [200] * (PER_MINUTE - 1) + [429] * 3
+    status, headers, body = sign_in(cluster, "127.0.0.3")
+    assert status == 429
+    retry_after = int(headers["retry-after"])
+    assert 1 <= retry_after <= 60 // PER_MINUTE and json.loads(body) == {"error": "rate_limited",
+                                                                         "retry_after": retry_after}
+    # Another address is not affected.
+    assert sign_in(cluster, "127.0.0.4")[0] == 200
+
+
+def test_sign_in_refuses_a_huge_body_and_survives_a_slow_one(cluster):
+    status, _, _ = request(cluster, "POST", "/auth/anonymous", body=b"x" * 200000, source="127.0.0.5")
+    assert status == 413
+    # Headers promise a body that never comes: the worker keeps serving.
+    sock = socket.create_connection(("127.0.0.1", cluster.ws_port), timeout=TIMEOUT)
+    sock.sendall(b"POST /auth/anonymous HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+    assert request(cluster, "GET", "/healthz")[0] == 200
+    sock.close()
+
+
+def test_sign_in_can_be_switched_off_and_needs_a_secret(cluster):
+    cluster.reload(**{"resumable_ws.anonymous_sign_in": "off"})
+    try:
+        cluster.wait_for(lambda: sign_in(cluster, "127.0.0.6")[0] == 404, what="sign-in off")
+        status, _, body = sign_in(cluster, "127.0.0.6")
+        assert json.loads(body)["error"] == "not_found"
+        assert request(cluster, "GET", "/auth/anonymous")[0] == 404  # nothing there at all
+    finally:
+        cluster.reload(**{"resumable_ws.anonymous_sign_in": "on"})
+    cluster.wait_for(lambda: sign_in(cluster, "127.0.0.6")[0] == 200, what="sign-in on")
+
+    cluster.reload(**{"resumable_ws.jwt_secret": ""})
+    try:
+        cluster.wait_for(lambda: sign_in(cluster, "127.0.0.7")[0] == 503, what="no secret")
+        assert "jwt_secret" in sign_in(cluster, "127.0.0.7")[2]
+    finally:
+        cluster.reload(**{"resumable_ws.jwt_secret": JWT_SECRET})
+    cluster.wait_for(lambda: sign_in(cluster, "127.0.0.7")[0] == 200, what="secret back")
