@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up and starts the resumable_ws demo: a local PostgreSQL 15 cluster
 # owned by the postgres user, with the extension preloaded and created, and
-# the WebSocket server on http://localhost:8787/. Run as root on Debian 12.
+# the chat page and WebSocket server on http://localhost:8787/. Run as root
+# on Debian 12.
 #
-#   bash scripts/demo.sh          install, build, start (again: reuses the cluster)
+#   bash scripts/demo.sh          install, build, (re)start; again: reuses the cluster
 #   bash scripts/demo.sh stop     stop the demo cluster
 #   bash scripts/demo.sh token    print a fresh client token
 set -euo pipefail
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 DEMO_DIR=${RWS_DEMO_DIR:-/var/lib/resumable_ws-demo}
 PG_PORT=${RWS_DEMO_PG_PORT:-5488}
-WS_PORT=8787
+WS_PORT=${RWS_DEMO_PORT:-8787}
 DATA="$DEMO_DIR/data"
 
 run_pg() {
@@ -21,13 +22,22 @@ run_pg() {
 }
 psql_demo() { runuser -u postgres -- psql -X -q -h "$DEMO_DIR" -p "$PG_PORT" -d postgres "$@"; }
 
+pg_running() { run_pg pg_ctl -D "$DATA" status >/dev/null 2>&1; }
+
 case "${1:-start}" in
   stop)
-    run_pg pg_ctl -D "$DATA" -m fast stop
+    if [ -d "$DATA" ] && pg_running; then
+      run_pg pg_ctl -D "$DATA" -m fast -w stop >/dev/null
+      echo "stopped the demo cluster ($DATA is kept; bash scripts/demo.sh starts it again)"
+    else
+      echo "the demo cluster is not running"
+    fi
     exit 0
     ;;
   token)
-    psql_demo -Atc "SELECT resumable_ws.sign_token(gen_random_uuid(), '1 hour')"
+    token=$(psql_demo -Atc "SELECT resumable_ws.sign_token(gen_random_uuid(), '1 hour')")
+    echo "$token"
+    echo "page for this user: http://localhost:$WS_PORT/#access_token=$token" >&2
     exit 0
     ;;
   start) ;;
@@ -42,8 +52,6 @@ if [ ! -d "$DATA" ]; then
   mkdir -p "$DEMO_DIR"
   chown postgres:postgres "$DEMO_DIR"
   run_pg initdb -D "$DATA" -A peer -U postgres -E UTF8 >/dev/null
-  provider=echo
-  [ -n "${OPENAI_API_KEY:-}" ] && provider=openai
   cat >> "$DATA/postgresql.conf" <<CONF
 # resumable_ws demo
 listen_addresses = ''
@@ -54,36 +62,47 @@ resumable_ws.listen_addresses = 'localhost'
 resumable_ws.port = $WS_PORT
 resumable_ws.jwt_secret = '$(head -c 32 /dev/urandom | base64 | tr -d '/+=')'
 resumable_ws.anonymous_sign_in = on
-resumable_ws.llm_provider = $provider
 CONF
   echo "created the demo cluster in $DATA"
 fi
+grep -q "resumable_ws_provider.conf" "$DATA/postgresql.conf" ||
+  echo "include_if_exists = 'resumable_ws_provider.conf'" >> "$DATA/postgresql.conf"
 
-if ! run_pg pg_ctl -D "$DATA" status >/dev/null 2>&1; then
-  # OPENAI_API_KEY reaches the worker through the postmaster's environment.
-  runuser -u postgres -- env OPENAI_API_KEY="${OPENAI_API_KEY:-}" \
-    "$(pg_config --bindir)/pg_ctl" -D "$DATA" -l "$DEMO_DIR/server.log" -w start >/dev/null
+# Chosen at every start: OpenAI when OPENAI_API_KEY is set, else the offline
+# echo provider.
+provider=echo
+[ -n "${OPENAI_API_KEY:-}" ] && provider=openai
+echo "resumable_ws.llm_provider = $provider" > "$DATA/resumable_ws_provider.conf"
+chown postgres:postgres "$DATA/resumable_ws_provider.conf"
+
+# A restart loads the library just installed, and hands the key to the
+# worker through the postmaster's environment (it is never written to disk).
+if pg_running; then
+  run_pg pg_ctl -D "$DATA" -m fast -w stop >/dev/null
 fi
+runuser -u postgres -- env OPENAI_API_KEY="${OPENAI_API_KEY:-}" \
+  "$(pg_config --bindir)/pg_ctl" -D "$DATA" -l "$DEMO_DIR/server.log" -w start >/dev/null
 psql_demo -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS resumable_ws"
 
-for _ in $(seq 50); do
-  curl -fsS "http://localhost:$WS_PORT/healthz" >/dev/null 2>&1 && break
+healthy=
+for _ in $(seq 100); do
+  if curl -fsS "http://localhost:$WS_PORT/healthz" >/dev/null 2>&1; then healthy=1; break; fi
   sleep 0.1
 done
-curl -fsS "http://localhost:$WS_PORT/healthz"
+if [ -z "$healthy" ]; then
+  echo "the server did not come up; see $DEMO_DIR/server.log:" >&2
+  tail -n 20 "$DEMO_DIR/server.log" >&2
+  exit 1
+fi
 
-token=$(psql_demo -Atc "SELECT resumable_ws.sign_token(gen_random_uuid(), '1 hour')")
 cat <<INFO
 
-resumable_ws is running.
-  page:        http://localhost:$WS_PORT/
-  WebSocket:   ws://localhost:$WS_PORT/ws?token=<JWT>
-  a token:     $token
-  SQL:         runuser -u postgres -- psql -h $DEMO_DIR -p $PG_PORT
-  log:         $DEMO_DIR/server.log
-  stop:        bash scripts/demo.sh stop
+resumable_ws is running (LLM provider: $provider).
 
-Try it:
-  /usr/bin/python3 -m websockets "ws://localhost:$WS_PORT/ws?token=$token"
-  then type: {"type":"user_message","content":"hello","idempotency_key":"$(cat /proc/sys/kernel/random/uuid)"}
+  Open the chat:  http://localhost:$WS_PORT/
+
+  WebSocket:      ws://localhost:$WS_PORT/ws?token=<JWT>   (a token: bash scripts/demo.sh token)
+  SQL:            runuser -u postgres -- psql -h $DEMO_DIR -p $PG_PORT
+  log:            $DEMO_DIR/server.log
+  stop:           bash scripts/demo.sh stop
 INFO

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Installs what resumable_ws needs to build, run and be tested, from Debian's
-# packages only. Run as root. Does nothing when everything is already there.
+# Installs what resumable_ws needs to build and run (and, with --test, to be
+# tested and benchmarked), from Debian's packages only. Run as root. Does
+# nothing when everything is already there.
+#
+#   bash scripts/install-deps.sh          build and demo
+#   bash scripts/install-deps.sh --test   also the test suites' tools
 set -euo pipefail
 
 packages=(
@@ -9,17 +13,27 @@ packages=(
   postgresql-15 postgresql-server-dev-15
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libcurl4-openssl-dev
   nlohmann-json3-dev libcpp-jwt-dev libssl-dev
-  # tests, demo and benchmark
-  cmake libgtest-dev
-  python3 python3-pytest python3-websockets python3-psycopg2 python3-jwt curl
+  # demo
+  curl
 )
+if [ "${1:-}" = "--test" ]; then
+  packages+=(
+    cmake libgtest-dev
+    python3 python3-pytest python3-websockets python3-psycopg2 python3-jwt
+    # the chat page suite drives Debian's Chromium (test/browser)
+    chromium
+  )
+fi
 
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-# Node runs one end-to-end client (test/node); any node and npm will do.
-command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+# Node runs the Node client and the browser driver (test/node, test/browser);
+# any node and npm will do.
+if [ "${1:-}" = "--test" ]; then
+  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --test
 make -s -j"$(nproc)"
 make -s install
 
@@ -29,9 +29,13 @@ if ! "${as_postgres[@]}" make -s installcheck \
 fi
 rm -rf "$regress_dir"
 
-# The Node client suite's one dependency (ws), pinned by its lock file.
+# The Node suites' dependencies, pinned by their lock files: ws for the Node
+# client, playwright-core (without a browser download) to drive Chromium.
 (cd test/node && npm ci --no-audit --no-fund --loglevel=error)
+(cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-# Debian's python3 has Debian's websockets, psycopg2, jwt and pytest.
+# Debian's python3 has Debian's websockets, psycopg2, jwt and pytest. The
+# chat page suite leaves its screenshots in test/artifacts/browser.
+rm -rf test/artifacts/browser
 cd test/e2e
 exec /usr/bin/python3 -m pytest -v "$@"
