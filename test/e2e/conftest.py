@@ -3,6 +3,7 @@ import functools
 
 import pytest
 
+from fake_openai import FakeOpenAI
 from harness import Cluster
 
 
@@ -30,3 +31,22 @@ def running_cluster(**settings):
 def cluster():
     """One cluster per test module; the module's tests share it."""
     yield from running_cluster()
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """A fake OpenAI-compatible server on loopback, one per module."""
+    fake = FakeOpenAI()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def upstream_settings(upstream, **settings):
+    """Cluster settings that send generations to the fake upstream."""
+    return {
+        "resumable_ws.llm_provider": "openai",
+        "resumable_ws.llm_base_url": f"'{upstream.base_url}'",
+        "resumable_ws.llm_model": "'fake-model'",
+        **settings,
+    }

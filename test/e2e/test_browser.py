@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from browser import Browser
-from conftest import running_cluster
+from conftest import running_cluster, upstream_settings
 from fake_openai import FakeOpenAI, Stream
 from harness import JWT_SECRET, make_token
 
@@ -22,25 +22,14 @@ SLOW = 0.08  # seconds between streamed pieces where a test acts mid-answer
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    fake = FakeOpenAI()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def cluster(upstream):
-    yield from running_cluster(**{
-        "resumable_ws.llm_provider": "openai",
-        "resumable_ws.llm_base_url": f"'{upstream.base_url}'",
-        "resumable_ws.llm_model": "'fake-model'",
+    yield from running_cluster(**upstream_settings(upstream, **{
         "resumable_ws.anonymous_sign_in": "on",
         "resumable_ws.anonymous_sign_ins_per_minute": 1000,  # every test signs in
         # The page pings at the server's heartbeat interval: 1 s finds a
         # half-open connection within about 2 s.
         "resumable_ws.heartbeat_interval": "'1s'",
-    })
+    }))
 
 
 @pytest.fixture(scope="module")

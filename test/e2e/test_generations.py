@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from conftest import run, running_cluster
-from fake_openai import FakeOpenAI, Raw, Status, Stream
+from conftest import run, running_cluster, upstream_settings
+from fake_openai import Raw, Status, Stream
 from answers import GENERATION_EVENTS, answer, check_dense, check_generation, send_and_answer
 from harness import TIMEOUT, connect_when_back
 
@@ -18,27 +18,16 @@ API_KEY = "sk-test-0123456789abcdef-never-shown"
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    fake = FakeOpenAI()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def cluster(upstream):
-    yield from running_cluster(**{
-        "resumable_ws.llm_provider": "openai",
-        "resumable_ws.llm_base_url": f"'{upstream.base_url}'",
+    yield from running_cluster(**upstream_settings(upstream, **{
         "resumable_ws.llm_api_key": f"'{API_KEY}'",
-        "resumable_ws.llm_model": "'fake-model'",
         "resumable_ws.llm_system_prompt": "'Be brief.'",
         "resumable_ws.llm_context_messages": 4,
         "resumable_ws.llm_idle_timeout": "'1s'",
         "resumable_ws.llm_connect_timeout": "'1s'",
         "resumable_ws.llm_max_retries": 2,
         "resumable_ws.llm_max_concurrency": 20,
-    })
+    }))
 
 
 @pytest.fixture(autouse=True)
