@@ -20,15 +20,28 @@ let page = null;
 let problems = [];  // console errors and uncaught exceptions of the page
 let consoleLines = [];  // everything the page logged, for debugging a failure
 
-async function open({ width = 1280, height = 800, mobile = false }) {
+async function open({ width = 1280, height = 800, mobile = false, dark = false }) {
   if (context) await context.close();
   context = await browser.newContext({
     viewport: { width, height },
     deviceScaleFactor: mobile ? 2 : 1,
     isMobile: mobile,
     hasTouch: mobile,
+    colorScheme: dark ? "dark" : "light",
   });
   context.setDefaultTimeout(10000);
+  // Records every connection state the page shows (#status data-state), so
+  // that tests can check states too brief to poll for, such as replaying.
+  await context.addInitScript(() => {
+    window.__states = [];
+    new MutationObserver((records) => {
+      for (const r of records) {
+        if (r.target.id !== "status") continue;
+        const state = r.target.dataset.state;
+        if (window.__states[window.__states.length - 1] !== state) window.__states.push(state);
+      }
+    }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
+  });
   page = await context.newPage();
   problems = [];
   consoleLines = [];

@@ -51,8 +51,8 @@ class Browser:
 
     # --- conveniences ---------------------------------------------------------
 
-    def open(self, url, width=1280, height=800, mobile=False):
-        self.call("open", width=width, height=height, mobile=mobile)
+    def open(self, url, width=1280, height=800, mobile=False, dark=False):
+        self.call("open", width=width, height=height, mobile=mobile, dark=dark)
         return self.call("goto", url=url)
 
     def eval(self, expression):

@@ -94,6 +94,11 @@ def state(b):
     return b.eval("document.getElementById('status').dataset.state")
 
 
+def states(b):
+    """The connection states the page showed since it loaded, in order."""
+    return b.eval("window.__states")
+
+
 def wait_live(b, timeout=15):
     b.wait("document.getElementById('status').dataset.state === 'live'", timeout)
 
@@ -167,6 +172,10 @@ def test_a_terminated_worker_mid_answer_ends_interrupted_and_never_doubles(clust
     browser.wait("['reconnecting', 'connecting'].includes(document.getElementById('status').dataset.state)")
     browser.screenshot("worker-terminated-reconnecting")
     wait_settled(browser, timeout=20)
+    # Told to come back after retry_after_ms; then it resumes with a replay.
+    seen = states(browser)
+    assert seen[:2] == ["connecting", "live"] and seen[-2:] == ["replaying", "live"]
+    assert "reconnecting" in seen[2:]
 
     view = check_page_matches_log(browser, cluster)
     kind, text, final = view[1]
@@ -225,6 +234,7 @@ def test_a_reload_shows_the_history_once_also_mid_answer(cluster, upstream, brow
     # The transcript comes from storage at once, then the rest of the answer.
     assert len(page_view(browser)) == 4
     wait_settled(browser, timeout=20)
+    assert states(browser) == ["connecting", "replaying", "live"]
     view = check_page_matches_log(browser, cluster)
     assert len(view) == 4 and view[3][2] == "done"
     assert view[3][1] == "".join(f"slow{n} " for n in range(40))
@@ -250,6 +260,17 @@ def test_markup_in_messages_is_shown_as_text(cluster, upstream, browser):
     assert browser.eval("document.querySelectorAll('#messages script, #messages img, #messages b').length") == 0
     assert browser.eval("typeof window.__pwned") == "undefined"
     browser.screenshot("markup-as-text")
+
+
+def test_the_page_follows_a_dark_color_scheme_on_a_phone(cluster, upstream, browser):
+    open_page(browser, cluster, width=390, height=844, mobile=True, dark=True)
+    send(browser, "How does it look at night?")
+    wait_settled(browser)
+    check_page_matches_log(browser, cluster)
+    background = browser.eval("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(15, 17, 21)"
+    assert browser.eval("document.documentElement.scrollWidth <= window.innerWidth")
+    browser.screenshot("chat-phone-dark")
 
 
 def test_stop_cancels_the_running_answer(cluster, upstream, browser):
