@@ -34,11 +34,14 @@ async function open({ width = 1280, height = 800, mobile = false, dark = false }
   // that tests can check states too brief to poll for, such as replaying.
   await context.addInitScript(() => {
     window.__states = [];
+    window.__stateTimes = [];  // ms since navigation start, for the benchmark
     new MutationObserver((records) => {
       for (const r of records) {
         if (r.target.id !== "status") continue;
         const state = r.target.dataset.state;
-        if (window.__states[window.__states.length - 1] !== state) window.__states.push(state);
+        if (window.__states[window.__states.length - 1] === state) continue;
+        window.__states.push(state);
+        window.__stateTimes.push(performance.now());
       }
     }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
   });
