@@ -194,18 +194,20 @@ void Server::respond(lws *wsi, HttpResponse response) {
     lws_callback_on_writable(wsi);
 }
 
-void Server::respond_text(lws *wsi, int status, const std::string &text) {
+void Server::respond_text(lws *wsi, int status, const std::string &text, HttpHeaders headers) {
     HttpResponse response;
     response.status = status;
     response.content_type = "text/plain; charset=utf-8";
+    response.headers = std::move(headers);
     response.body = text + "\n";
     respond(wsi, std::move(response));
 }
 
-void Server::respond_json(lws *wsi, int status, const std::string &json) {
+void Server::respond_json(lws *wsi, int status, const std::string &json, HttpHeaders headers) {
     HttpResponse response;
     response.status = status;
     response.content_type = "application/json";
+    response.headers = std::move(headers);
     response.headers.emplace_back("cache-control", "no-store");
     response.body = json;
     respond(wsi, std::move(response));
@@ -222,7 +224,7 @@ int Server::write_http(lws *wsi) {
         if (lws_add_http_common_headers(wsi, response.status, response.content_type.c_str(),
                                         response.body.size(), &p, end))
             return -1;
-        response.headers.emplace_back("x-content-type-options", "nosniff");
+        response.headers.emplace_back("x-content-type-options", "nosniff");  // on every answer
         for (const auto &header : response.headers) {
             std::string name = header.first + ":";
             if (lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char *>(name.c_str()),
@@ -288,12 +290,8 @@ void Server::sign_in_anonymously(lws *wsi) {
     lws_get_peer_simple(wsi, peer, sizeof(peer));
     int retry_after_s = 0;
     if (!sign_in_limiter_.allow(peer, settings.anonymous_sign_ins_per_minute, Clock::now(), retry_after_s)) {
-        HttpResponse response;
-        response.status = 429;
-        response.content_type = "application/json";
-        response.headers = {{"retry-after", std::to_string(retry_after_s)}, {"cache-control", "no-store"}};
-        response.body = "{\"error\":\"rate_limited\",\"retry_after\":" + std::to_string(retry_after_s) + "}\n";
-        respond(wsi, std::move(response));
+        respond_json(wsi, 429, "{\"error\":\"rate_limited\",\"retry_after\":" + std::to_string(retry_after_s) + "}\n",
+                     {{"retry-after", std::to_string(retry_after_s)}});
         return;
     }
     std::string user_id = random_uuid();
@@ -353,12 +351,8 @@ int Server::on_http(lws *wsi, const char *uri) {
         return 0;
     }
     if (path == "/healthz" || path == "/" || (path == "/auth/anonymous" && settings.anonymous_sign_in)) {
-        HttpResponse response;
-        response.status = HTTP_STATUS_METHOD_NOT_ALLOWED;
-        response.content_type = "text/plain; charset=utf-8";
-        response.headers = {{"allow", path == "/auth/anonymous" ? "POST" : "GET"}};
-        response.body = "method not allowed\n";
-        respond(wsi, std::move(response));
+        respond_text(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed",
+                     {{"allow", path == "/auth/anonymous" ? "POST" : "GET"}});
         return 0;
     }
     respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found");

@@ -46,11 +46,13 @@ enum CloseCode {
     kCloseRestart = 1012,
 };
 
+using HttpHeaders = std::vector<std::pair<std::string, std::string>>;  // lowercase names
+
 // One HTTP answer, written in pieces as the socket takes them.
 struct HttpResponse {
     int status = 200;
     std::string content_type;
-    std::vector<std::pair<std::string, std::string>> headers;  // lowercase names
+    HttpHeaders headers;
     std::string body;
     size_t body_sent = 0;
     bool headers_sent = false;
@@ -97,8 +99,8 @@ class Server {
   private:
     int on_http(lws *wsi, const char *uri);
     void respond(lws *wsi, HttpResponse response);
-    void respond_text(lws *wsi, int status, const std::string &text);
-    void respond_json(lws *wsi, int status, const std::string &json);
+    void respond_text(lws *wsi, int status, const std::string &text, HttpHeaders headers = {});
+    void respond_json(lws *wsi, int status, const std::string &json, HttpHeaders headers = {});
     int write_http(lws *wsi);
     void serve_page(lws *wsi);
     void sign_in_anonymously(lws *wsi);
