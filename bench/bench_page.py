@@ -64,7 +64,7 @@ def main():
 
         session = browser.eval("localStorage.getItem('resumable_ws.session_id')")
         fill_history(cluster, session, pairs)
-        events = cluster.sql("SELECT last_event_id FROM resumable_ws.ws_sessions WHERE session_id = %s",
+        events = cluster.sql("SELECT last_event_id FROM resumable_ws.ws_sessions WHERE id = %s",
                              (session,))[0][0]
         browser.call("reload")
         browser.wait(f"document.querySelectorAll('#messages > li').length === {2 * pairs}", 120)

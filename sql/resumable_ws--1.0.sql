@@ -8,39 +8,39 @@
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE resumable_ws.ws_sessions (
-    session_id       uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    id               uuid        PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
     user_id          uuid        NOT NULL,
-    status           text        NOT NULL DEFAULT 'active'
-                                 CHECK (status IN ('active', 'closed')),
-    metadata         jsonb       NOT NULL DEFAULT '{}',
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- Newest event id. Ids are allocated by incrementing this under the row
     -- lock, so they are dense per session and commit in id order.
     last_event_id    bigint      NOT NULL DEFAULT 0 CHECK (last_event_id >= 0),
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    last_activity_at timestamptz NOT NULL DEFAULT now(),
+    status           text        NOT NULL DEFAULT 'active'
+                                 CHECK (status IN ('active', 'closed')),
+    metadata         jsonb       NOT NULL DEFAULT '{}',
     closed_at        timestamptz
 ) WITH (fillfactor = 70);
--- Every append updates last_event_id and last_activity_at. With no index on
--- either column and free space on each page, those updates are HOT: no index
+-- Every append updates last_event_id and updated_at. With no index on either
+-- column and free space on each page, those updates are HOT: no index
 -- entries, no bloat. (cleanup() scans sessions; it runs rarely.)
 CREATE INDEX ws_sessions_user_id_idx ON resumable_ws.ws_sessions (user_id);
 
 CREATE TABLE resumable_ws.ws_events (
     session_id  uuid        NOT NULL
-                            REFERENCES resumable_ws.ws_sessions ON DELETE CASCADE,
+                            REFERENCES resumable_ws.ws_sessions (id) ON DELETE CASCADE,
     id          bigint      NOT NULL CHECK (id > 0),
     event_type  text        NOT NULL CHECK (event_type <> ''),
     payload     jsonb       NOT NULL DEFAULT '{}',
-    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (session_id, id)
 );
 
 CREATE TABLE resumable_ws.ws_idempotency_keys (
     session_id      uuid        NOT NULL
-                                REFERENCES resumable_ws.ws_sessions ON DELETE CASCADE,
+                                REFERENCES resumable_ws.ws_sessions (id) ON DELETE CASCADE,
     idempotency_key uuid        NOT NULL,
     event_id        bigint      NOT NULL,  -- the user_message event it produced
-    created_at      timestamptz NOT NULL DEFAULT now(),
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (session_id, idempotency_key)
 );
 
@@ -49,12 +49,12 @@ CREATE TABLE resumable_ws.ws_idempotency_keys (
 -- generation for one message impossible.
 CREATE TABLE resumable_ws.ws_generations (
     session_id  uuid        NOT NULL
-                            REFERENCES resumable_ws.ws_sessions ON DELETE CASCADE,
+                            REFERENCES resumable_ws.ws_sessions (id) ON DELETE CASCADE,
     reply_to    bigint      NOT NULL,  -- the user_message event it answers
     message_id  uuid        NOT NULL,  -- assistant message id in its events
     status      text        NOT NULL DEFAULT 'queued'
                             CHECK (status IN ('queued', 'running', 'done', 'error', 'skipped')),
-    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     finished_at timestamptz,
     PRIMARY KEY (session_id, reply_to)
 );
@@ -67,12 +67,15 @@ CREATE INDEX ws_events_messages_idx ON resumable_ws.ws_events (session_id, id)
 
 -- One row per open WebSocket connection; cleared when the worker starts.
 CREATE UNLOGGED TABLE resumable_ws.ws_live_connections (
-    connection_id uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    connection_id uuid        PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
     session_id    uuid        NOT NULL,
     user_id       uuid        NOT NULL,
     worker_pid    integer     NOT NULL,
     remote_addr   text,
-    connected_at  timestamptz NOT NULL DEFAULT now()
+    connected_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- When the client last sent anything (a frame or a pong); the worker
+    -- writes it in batches, at most every few seconds.
+    last_seen_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX ws_live_connections_session_idx ON resumable_ws.ws_live_connections (session_id);
 
@@ -91,32 +94,62 @@ SELECT pg_catalog.pg_extension_config_dump('resumable_ws.ws_idempotency_keys', '
 SELECT pg_catalog.pg_extension_config_dump('resumable_ws.ws_generations', '');
 
 -- ---------------------------------------------------------------------------
--- Internal C functions
+-- Waking the worker
 -- ---------------------------------------------------------------------------
 
--- Remembers that this transaction changed a session; at commit the worker
--- serving this database is woken to deliver (or, with closed, to re-check it).
+-- A committed event, from publish() or any INSERT into ws_events, wakes the
+-- worker serving this database; so does a session becoming closed. The
+-- triggers remember the session and push it at commit (never on rollback).
+-- Trigger functions need no EXECUTE right when they fire, so no role gets a
+-- way to wake the worker without writing an event; the inserting backend
+-- also refuses events over resumable_ws.max_event_size.
+CREATE FUNCTION resumable_ws._on_event_insert()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'rws_on_event_insert';
+REVOKE ALL ON FUNCTION resumable_ws._on_event_insert() FROM PUBLIC;
+CREATE TRIGGER ws_events_wake_worker
+    BEFORE INSERT ON resumable_ws.ws_events
+    FOR EACH ROW EXECUTE FUNCTION resumable_ws._on_event_insert();
+
+CREATE FUNCTION resumable_ws._on_session_close()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'rws_on_session_close';
+REVOKE ALL ON FUNCTION resumable_ws._on_session_close() FROM PUBLIC;
+CREATE TRIGGER ws_sessions_wake_worker_on_close
+    BEFORE UPDATE OF status ON resumable_ws.ws_sessions
+    FOR EACH ROW WHEN (NEW.status = 'closed' AND OLD.status <> 'closed')
+    EXECUTE FUNCTION resumable_ws._on_session_close();
+
+-- Wakes the worker at commit (used below, once CREATE EXTENSION commits).
+-- Not for PUBLIC: a role could otherwise make the worker re-read every live
+-- session on every commit.
 CREATE FUNCTION resumable_ws._wake_at_commit(session_id uuid, closed boolean)
 RETURNS void
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'rws_wake_at_commit';
+REVOKE ALL ON FUNCTION resumable_ws._wake_at_commit(uuid, boolean) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
--- SQL API
+-- SQL API. Every function pins search_path and qualifies what it calls, so
+-- that no object of another role can stand in for ours or pg_catalog's.
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION resumable_ws.create_session(user_id uuid, metadata jsonb DEFAULT '{}')
 RETURNS uuid
 LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO resumable_ws.ws_sessions (user_id, metadata)
     VALUES ($1, coalesce($2, '{}'))
-    RETURNING session_id
+    RETURNING id
 $$;
 
 CREATE FUNCTION resumable_ws.publish(session_id uuid, event_type text, payload jsonb)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     new_id bigint;
@@ -129,16 +162,16 @@ BEGIN
     -- later id never commits before an earlier one.
     UPDATE resumable_ws.ws_sessions s
        SET last_event_id = s.last_event_id + 1,
-           last_activity_at = now()
-     WHERE s.session_id = publish.session_id AND s.status = 'active'
+           updated_at = pg_catalog.now()
+     WHERE s.id = publish.session_id AND s.status = 'active'
     RETURNING s.last_event_id INTO new_id;
     IF new_id IS NULL THEN
         RAISE EXCEPTION 'session % does not exist or is closed', publish.session_id
             USING ERRCODE = 'no_data_found';
     END IF;
+    -- The insert trigger checks the size and wakes the worker at commit.
     INSERT INTO resumable_ws.ws_events (session_id, id, event_type, payload)
     VALUES (publish.session_id, new_id, publish.event_type, coalesce(publish.payload, '{}'));
-    PERFORM resumable_ws._wake_at_commit(publish.session_id, false);
     RETURN new_id;
 END
 $$;
@@ -146,16 +179,14 @@ $$;
 CREATE FUNCTION resumable_ws.close_session(session_id uuid)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- The update trigger wakes the worker at commit.
     UPDATE resumable_ws.ws_sessions s
-       SET status = 'closed', closed_at = now(), last_activity_at = now()
-     WHERE s.session_id = close_session.session_id AND s.status = 'active';
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM resumable_ws._wake_at_commit(close_session.session_id, true);
-    RETURN true;
+       SET status = 'closed', closed_at = pg_catalog.now(), updated_at = pg_catalog.now()
+     WHERE s.id = close_session.session_id AND s.status = 'active';
+    RETURN FOUND;
 END
 $$;
 
@@ -168,15 +199,16 @@ REVOKE ALL ON FUNCTION resumable_ws.sign_token(uuid, interval) FROM PUBLIC;
 CREATE FUNCTION resumable_ws.cleanup(older_than interval)
 RETURNS bigint
 LANGUAGE sql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
 AS $$
     WITH gone AS (
         DELETE FROM resumable_ws.ws_sessions s
-         WHERE s.last_activity_at < now() - $1
+         WHERE s.updated_at < pg_catalog.now() - $1
            AND NOT EXISTS (SELECT 1 FROM resumable_ws.ws_live_connections c
-                            WHERE c.session_id = s.session_id)
+                            WHERE c.session_id = s.id)
         RETURNING 1
     )
-    SELECT count(*) FROM gone
+    SELECT pg_catalog.count(*) FROM gone
 $$;
 
 -- Called once after CREATE EXTENSION so a waiting worker starts at once.

@@ -17,23 +17,29 @@ struct StatementText {
     int nargs;
 };
 
+// Every statement runs as a superuser in a database other roles can write
+// to: the worker's search_path is pinned to pg_catalog, pg_temp (worker.cpp),
+// and every table and function here is qualified besides, so no object of
+// another role can stand in for ours or pg_catalog's. (Operators and type
+// names resolve in pg_catalog, the only schema in that path.)
+//
 // Frames are built by Postgres so that payload (jsonb) is emitted as is and
 // every string is escaped by one JSON writer.
 #define EVENT_FRAME_SQL \
-    "json_build_object('type', 'event', 'id', e.id, 'event_type', e.event_type, "               \
+    "pg_catalog.json_build_object('type', 'event', 'id', e.id, 'event_type', e.event_type, "     \
     "'payload', e.payload, 'created_at', "                                                      \
-    "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
+    "pg_catalog.to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
 static const StatementText kStatements[] = {
     /* kExtensionInstalled */
-    {"SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'resumable_ws'", 0},
+    {"SELECT pg_catalog.count(*) FROM pg_catalog.pg_extension WHERE extname = 'resumable_ws'", 0},
     /* kClearLiveConnections */
     {"DELETE FROM resumable_ws.ws_live_connections", 0},
     /* kGetSession */
     {"SELECT user_id::text, status, last_event_id::text FROM resumable_ws.ws_sessions "
-     "WHERE session_id = $1::uuid",
+     "WHERE id = $1::uuid",
      1},
     /* kCreateSession */
-    {"INSERT INTO resumable_ws.ws_sessions (user_id) VALUES ($1::uuid) RETURNING session_id::text", 1},
+    {"INSERT INTO resumable_ws.ws_sessions (user_id) VALUES ($1::uuid) RETURNING id::text", 1},
     /* kAddLiveConnection */
     {"INSERT INTO resumable_ws.ws_live_connections (session_id, user_id, worker_pid, remote_addr) "
      "VALUES ($1::uuid, $2::uuid, $3::integer, $4) RETURNING connection_id::text",
@@ -42,7 +48,7 @@ static const StatementText kStatements[] = {
     {"DELETE FROM resumable_ws.ws_live_connections WHERE connection_id = $1::uuid", 1},
     /* kLockSession */
     {"SELECT status, last_event_id::text FROM resumable_ws.ws_sessions "
-     "WHERE session_id = $1::uuid FOR UPDATE SKIP LOCKED",
+     "WHERE id = $1::uuid FOR UPDATE SKIP LOCKED",
      1},
     /* kFindIdempotencyKey */
     {"SELECT k.event_id::text, coalesce(e.payload->>'content', '') "
@@ -59,8 +65,8 @@ static const StatementText kStatements[] = {
      "VALUES ($1::uuid, $2::uuid, $3::bigint)",
      3},
     /* kSetLastEventId */
-    {"UPDATE resumable_ws.ws_sessions SET last_event_id = $2::bigint, last_activity_at = now() "
-     "WHERE session_id = $1::uuid",
+    {"UPDATE resumable_ws.ws_sessions SET last_event_id = $2::bigint, updated_at = pg_catalog.now() "
+     "WHERE id = $1::uuid",
      2},
     /* kReadSessionEvents */
     {"SELECT '0', e.id::text, " EVENT_FRAME_SQL
@@ -69,7 +75,8 @@ static const StatementText kStatements[] = {
      3},
     /* kReadEvents */
     {"SELECT (c.n - 1)::text, e.id::text, " EVENT_FRAME_SQL
-     "FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS c(session_id, after_id, n) "
+     "FROM ROWS FROM (pg_catalog.unnest($1::uuid[]), pg_catalog.unnest($2::bigint[])) "
+     "WITH ORDINALITY AS c(session_id, after_id, n) "
      "CROSS JOIN LATERAL (SELECT * FROM resumable_ws.ws_events e "
      "WHERE e.session_id = c.session_id AND e.id > c.after_id "
      "ORDER BY e.id LIMIT $3::integer) e "
@@ -82,24 +89,27 @@ static const StatementText kStatements[] = {
      "VALUES ($1::uuid, $2::bigint, $3::uuid)",
      3},
     /* kLockSessions */
-    {"SELECT session_id::text, status, last_event_id::text FROM resumable_ws.ws_sessions "
-     "WHERE session_id = ANY ($1::uuid[]) FOR UPDATE SKIP LOCKED",
+    {"SELECT id::text, status, last_event_id::text FROM resumable_ws.ws_sessions "
+     "WHERE id = ANY ($1::uuid[]) FOR UPDATE SKIP LOCKED",
      1},
     /* kExistingSessions */
-    {"SELECT session_id::text FROM resumable_ws.ws_sessions WHERE session_id = ANY ($1::uuid[])", 1},
+    {"SELECT id::text FROM resumable_ws.ws_sessions WHERE id = ANY ($1::uuid[])", 1},
     /* kAppendEvents */
     {"INSERT INTO resumable_ws.ws_events (session_id, id, event_type, payload) "
-     "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[])",
+     "SELECT * FROM ROWS FROM (pg_catalog.unnest($1::uuid[]), pg_catalog.unnest($2::bigint[]), "
+     "pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::jsonb[]))",
      4},
     /* kSetHeads */
-    {"UPDATE resumable_ws.ws_sessions s SET last_event_id = v.last_event_id, last_activity_at = now() "
-     "FROM unnest($1::uuid[], $2::bigint[]) AS v(session_id, last_event_id) "
-     "WHERE s.session_id = v.session_id",
+    {"UPDATE resumable_ws.ws_sessions s SET last_event_id = v.last_event_id, updated_at = pg_catalog.now() "
+     "FROM ROWS FROM (pg_catalog.unnest($1::uuid[]), pg_catalog.unnest($2::bigint[])) "
+     "AS v(session_id, last_event_id) "
+     "WHERE s.id = v.session_id",
      2},
     /* kSetGenerationStatuses */
     {"UPDATE resumable_ws.ws_generations g SET status = v.status, "
-     "finished_at = CASE WHEN v.status IN ('queued', 'running') THEN NULL ELSE now() END "
-     "FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS v(session_id, reply_to, status) "
+     "finished_at = CASE WHEN v.status IN ('queued', 'running') THEN NULL ELSE pg_catalog.now() END "
+     "FROM ROWS FROM (pg_catalog.unnest($1::uuid[]), pg_catalog.unnest($2::bigint[]), "
+     "pg_catalog.unnest($3::text[])) AS v(session_id, reply_to, status) "
      "WHERE g.session_id = v.session_id AND g.reply_to = v.reply_to",
      3},
     /* kOpenGenerations */

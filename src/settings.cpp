@@ -108,6 +108,13 @@ void define_settings() {
         "Bursts of up to twice this are allowed.", &settings.max_messages_per_second, 50, 1,
         100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
+    DefineCustomIntVariable(
+        "resumable_ws.max_event_size", "Largest event (payload as JSON text plus event_type) that may enter a log.",
+        "publish() refuses larger events; answers are cut off (finish_reason length) before they grow larger. "
+        "Never more than max_send_buffer less 4 kB.",
+        &settings.max_event_size, 1024 * 1024, 1024, 1024 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE, nullptr,
+        nullptr, nullptr);
+
     MarkGUCPrefixReserved("resumable_ws");
 }
 

@@ -2,6 +2,8 @@
 // SIGHUP reload takes effect without dropping connections.
 #pragma once
 
+#include <cstddef>
+
 namespace rws {
 
 enum LlmProvider { LLM_PROVIDER_OPENAI = 0, LLM_PROVIDER_ECHO = 1, LLM_PROVIDER_NONE = 2 };
@@ -32,9 +34,21 @@ struct Settings {
     int max_connections;
     int max_send_buffer;        // bytes queued per connection before close 4010
     int max_messages_per_second;
+    int max_event_size;         // bytes; see event_size_limit()
 };
 
 extern Settings settings;
+
+// Room for the rest of an event frame around its payload and type.
+constexpr int kEventFrameOverhead = 4096;
+
+// The largest event (payload as JSON text plus event_type, in bytes) that may
+// enter a log: max_event_size, and never more than fits in a connection's
+// send buffer, so that no event can wedge a session.
+inline size_t event_size_limit() {
+    int fits = settings.max_send_buffer - kEventFrameOverhead;
+    return static_cast<size_t>(settings.max_event_size < fits ? settings.max_event_size : fits);
+}
 
 void define_settings();
 

@@ -64,6 +64,10 @@ bool drain_wakes(WorkerSlot *slot, std::vector<Wake> &out) {
 
 // --- backend side -----------------------------------------------------------
 
+static bool worker_process = false;
+bool is_worker_process() { return worker_process; }
+void mark_worker_process() { worker_process = true; }
+
 // Sessions this transaction changed. Plain static storage: the commit callback
 // runs where allocation is unwelcome, and a transaction rarely touches many.
 constexpr int kPendingMax = 64;

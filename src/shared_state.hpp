@@ -46,6 +46,11 @@ void release_worker_slot(WorkerSlot *slot);
 // since the last drain (then every live session must be re-read).
 bool drain_wakes(WorkerSlot *slot, std::vector<Wake> &out);
 
+// True in the worker process (set once it starts). Its own writes wake no
+// one: it delivers them itself after its commit.
+bool is_worker_process();
+void mark_worker_process();
+
 // Backend side: remember a session changed by this transaction; pushed to the
 // worker serving this database when (and only if) the transaction commits.
 void wake_at_commit(const pg_uuid_t &session_id, bool closed);

@@ -8,12 +8,17 @@
 #include <ctime>
 
 extern "C" {
+#include "commands/trigger.h"
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(rws_wake_at_commit);
+PG_FUNCTION_INFO_V1(rws_on_event_insert);
+PG_FUNCTION_INFO_V1(rws_on_session_close);
 PG_FUNCTION_INFO_V1(rws_sign_token);
 }
 
@@ -22,6 +27,60 @@ extern "C" Datum rws_wake_at_commit(PG_FUNCTION_ARGS) {
     bool closed = PG_GETARG_BOOL(1);
     rws::wake_at_commit(*session_id, closed);
     PG_RETURN_VOID();
+}
+
+// The trigger's row, with the column of that name (which must be set).
+static Datum trigger_column(TriggerData *trigger, HeapTuple row, const char *column) {
+    TupleDesc desc = trigger->tg_relation->rd_att;
+    int attnum = SPI_fnumber(desc, column);
+    bool isnull = true;
+    Datum value = attnum > 0 ? heap_getattr(row, attnum, desc, &isnull) : (Datum)0;
+    if (isnull) elog(ERROR, "resumable_ws: trigger row has no %s", column);
+    return value;
+}
+
+static TriggerData *row_trigger(FunctionCallInfo fcinfo, const char *name) {
+    if (!CALLED_AS_TRIGGER(fcinfo)) elog(ERROR, "%s: not called as a trigger", name);
+    auto *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
+    if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !TRIGGER_FIRED_BEFORE(trigger->tg_event))
+        elog(ERROR, "%s: must be a BEFORE ... FOR EACH ROW trigger", name);
+    return trigger;
+}
+
+// BEFORE INSERT on ws_events: refuses an event larger than a client could be
+// sent, and wakes the worker at commit. The worker's own appends are checked
+// where they are made, and it delivers them itself.
+extern "C" Datum rws_on_event_insert(PG_FUNCTION_ARGS) {
+    TriggerData *trigger = row_trigger(fcinfo, "rws_on_event_insert");
+    HeapTuple row = trigger->tg_trigtuple;
+    if (rws::is_worker_process()) return PointerGetDatum(row);
+
+    Jsonb *payload = DatumGetJsonbP(trigger_column(trigger, row, "payload"));
+    text *event_type = DatumGetTextPP(trigger_column(trigger, row, "event_type"));
+    // Measured as sent: the payload's JSON text and the event type.
+    char *payload_text = JsonbToCString(nullptr, &payload->root, VARSIZE(payload));
+    size_t size = strlen(payload_text) + VARSIZE_ANY_EXHDR(event_type);
+    pfree(payload_text);
+    size_t limit = rws::event_size_limit();
+    if (size > limit)
+        ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                        errmsg("resumable_ws: event of %zu bytes is larger than the limit of %zu bytes", size, limit),
+                        errdetail("The limit is resumable_ws.max_event_size, and at most what fits in "
+                                  "resumable_ws.max_send_buffer (less 4 kB for the frame)."),
+                        errhint("Publish a reference to large data instead of the data itself.")));
+
+    rws::wake_at_commit(*DatumGetUUIDP(trigger_column(trigger, row, "session_id")), false);
+    return PointerGetDatum(row);
+}
+
+// BEFORE UPDATE OF status on ws_sessions, when a session becomes closed: its
+// connections are told at commit.
+extern "C" Datum rws_on_session_close(PG_FUNCTION_ARGS) {
+    TriggerData *trigger = row_trigger(fcinfo, "rws_on_session_close");
+    HeapTuple row = trigger->tg_newtuple;
+    if (!rws::is_worker_process())
+        rws::wake_at_commit(*DatumGetUUIDP(trigger_column(trigger, row, "id")), true);
+    return PointerGetDatum(row);
 }
 
 // Signs in C++ into a fixed buffer so that no C++ object is alive while

@@ -99,6 +99,10 @@ static bool wait_for_extension(Database &db) {
 
 // Settings of the worker's own database session.
 static void configure_session() {
+    // The worker is a superuser in a database where other roles may create
+    // objects: only pg_catalog (and its own temporary schema, last) resolves
+    // names, so nothing another role planted can run with its rights.
+    SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
     // An ack promises the message is durable: never acknowledge from an
     // asynchronous commit, even where the administrator turned it off.
     if (synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
@@ -227,6 +231,7 @@ extern "C" void rws_worker_main(Datum) {
     pqsignal(SIGTERM, handle_sigterm);
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     BackgroundWorkerUnblockSignals();
+    mark_worker_process();
     BackgroundWorkerInitializeConnection(settings.database, nullptr, 0);
 
     configure_session();

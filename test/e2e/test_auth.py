@@ -74,7 +74,7 @@ async def test_token_in_authorization_header(cluster):
     try:
         ready = json.loads(await ws.recv())
         assert ready["type"] == "ready"
-        owner = cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE session_id = %s",
+        owner = cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE id = %s",
                             (ready["session_id"],))
         assert owner == [(user,)]
     finally:
@@ -86,7 +86,7 @@ async def test_audience_list_and_uppercase_sub_accepted(cluster):
     user = str(uuid.uuid4())
     client = await cluster.connect(token=make_token(user.upper(), aud=["other", "authenticated"]))
     ready = await client.ready()
-    owner = cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE session_id = %s",
+    owner = cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE id = %s",
                         (ready["session_id"],))
     assert owner == [(user,)]
     await client.close()

@@ -142,7 +142,7 @@ def test_a_first_visit_signs_in_and_shows_the_whole_answer_once(cluster, upstrea
     send(browser, "What does resumable_ws do?")
     wait_settled(browser)
     session = session_of(browser)
-    assert cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE session_id = %s",
+    assert cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE id = %s",
                        (session,)) == [(claims["sub"],)]
     assert upstream.sent == [FakeOpenAI.default_reply(upstream.requests[0].body).text]
     assert check_page_matches_log(browser, cluster) == [
@@ -316,7 +316,7 @@ def test_a_token_from_the_fragment_is_used_and_replaced_after_4001(cluster, upst
     open_page(browser, cluster, fragment="#access_token=" + make_token(user, ttl=4))
     assert "access_token" not in browser.eval("location.href")
     session = session_of(browser)
-    assert cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE session_id = %s",
+    assert cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE id = %s",
                        (session,)) == [(user,)]
     # At expiry the server closes with 4001; the page signs in anonymously,
     # as a new user, who starts a new conversation.

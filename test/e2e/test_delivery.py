@@ -193,7 +193,7 @@ async def test_replay_while_writers_commit_out_of_order(cluster):
     assert not errors, errors
 
     # Finally everything committed arrives, once, in order.
-    head = cluster.sql("SELECT last_event_id FROM resumable_ws.ws_sessions WHERE session_id = %s",
+    head = cluster.sql("SELECT last_event_id FROM resumable_ws.ws_sessions WHERE id = %s",
                        (session,))[0][0]
     assert head > 302, "the writers committed nothing concurrently"
     client = await cluster.connect(user=owner.user, session_id=session, last_event_id=cursor)

@@ -92,7 +92,7 @@ def test_anonymous_sign_in_gives_a_fresh_user_a_working_token(cluster):
     async def connect_with_it():
         client = await cluster.connect(token=answer["access_token"])
         ready = await client.ready()
-        owner = cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE session_id = %s",
+        owner = cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE id = %s",
                             (ready["session_id"],))
         await client.close()
         return owner

@@ -103,12 +103,12 @@ async def test_acknowledged_messages_survive_immediate_stop(cluster):
         assert rows == [(content,)], (session, event_id)
     for client in clients:
         dense = cluster.sql("SELECT count(*) = max(id) AND max(id) = (SELECT last_event_id FROM "
-                            "resumable_ws.ws_sessions WHERE session_id = %s) FROM resumable_ws.ws_events "
+                            "resumable_ws.ws_sessions WHERE id = %s) FROM resumable_ws.ws_events "
                             "WHERE session_id = %s", (client.session_id, client.session_id))
         assert dense == [(True,)]
         back = await connect_when_back(cluster, user=client.user, session_id=client.session_id,
                                        last_event_id=0)
-        rows = cluster.sql("SELECT last_event_id FROM resumable_ws.ws_sessions WHERE session_id = %s",
+        rows = cluster.sql("SELECT last_event_id FROM resumable_ws.ws_sessions WHERE id = %s",
                            (client.session_id,))[0][0]
         await back.events(0, rows)
         await back.close()

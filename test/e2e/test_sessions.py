@@ -14,7 +14,7 @@ async def test_new_session_ready_frame(cluster):
     assert set(ready) == {"type", "session_id", "last_event_id", "resumed", "heartbeat_interval_ms"}
     assert ready["last_event_id"] == 0 and ready["resumed"] is False
     assert ready["heartbeat_interval_ms"] == 10000
-    rows = cluster.sql("SELECT user_id::text, status FROM resumable_ws.ws_sessions WHERE session_id = %s",
+    rows = cluster.sql("SELECT user_id::text, status FROM resumable_ws.ws_sessions WHERE id = %s",
                        (ready["session_id"],))
     assert rows == [(client.user, "active")]
     await client.close()

@@ -4,7 +4,7 @@ CREATE EXTENSION resumable_ws;
 SELECT resumable_ws.create_session('11111111-1111-1111-1111-111111111111') AS s \gset
 SELECT resumable_ws.create_session('11111111-1111-1111-1111-111111111111', '{"topic":"x"}') AS s2 \gset
 SELECT user_id, status, last_event_id, metadata FROM resumable_ws.ws_sessions
- WHERE session_id IN (:'s', :'s2') ORDER BY metadata::text;
+ WHERE id IN (:'s', :'s2') ORDER BY metadata::text;
 
 -- Ids are dense per session, starting at 1, independent across sessions.
 SELECT resumable_ws.publish(:'s', 'note', '{"n":1}');
@@ -19,22 +19,29 @@ SELECT resumable_ws.publish(session_id => :'s', event_type => 'note', payload =>
 SELECT resumable_ws.publish(:'s', 'no_payload', NULL);
 
 SELECT id, event_type, payload FROM resumable_ws.ws_events WHERE session_id = :'s' ORDER BY id;
-SELECT last_event_id FROM resumable_ws.ws_sessions WHERE session_id = :'s';
+SELECT last_event_id FROM resumable_ws.ws_sessions WHERE id = :'s';
 -- Property: ids are exactly 1..last_event_id for every session.
-SELECT s.session_id = :'s' AS first, count(e.id) = s.last_event_id AS dense,
+SELECT s.id = :'s' AS first, count(e.id) = s.last_event_id AS dense,
        min(e.id) = 1 AND max(e.id) = s.last_event_id AS bounded
-  FROM resumable_ws.ws_sessions s JOIN resumable_ws.ws_events e USING (session_id)
- GROUP BY s.session_id, s.last_event_id ORDER BY 1;
+  FROM resumable_ws.ws_sessions s JOIN resumable_ws.ws_events e ON e.session_id = s.id
+ GROUP BY s.id, s.last_event_id ORDER BY 1;
 
 -- Bad input.
 SELECT resumable_ws.publish(:'s', '', '{}');
 SELECT resumable_ws.publish(NULL, 'note', '{}');
 SELECT resumable_ws.publish('00000000-0000-0000-0000-000000000001', 'note', '{}');
 
+-- An event up to resumable_ws.max_event_size (1MB: its payload as JSON text,
+-- {"data": "…"}, plus its event_type) is taken; one byte more is refused.
+SELECT resumable_ws.publish(:'s', 'big', jsonb_build_object('data', repeat('x', 1048576 - 15))) > 0 AS at_limit;
+SELECT resumable_ws.publish(:'s', 'big', jsonb_build_object('data', repeat('x', 1048576 - 14)));
+SELECT resumable_ws.publish(:'s', repeat('t', 1048576), '{}');
+SELECT count(*) AS big_events FROM resumable_ws.ws_events WHERE session_id = :'s' AND event_type = 'big';
+
 -- Closing.
 SELECT resumable_ws.close_session(:'s2');
 SELECT resumable_ws.close_session(:'s2');
-SELECT status, closed_at IS NOT NULL AS has_closed_at FROM resumable_ws.ws_sessions WHERE session_id = :'s2';
+SELECT status, closed_at IS NOT NULL AS has_closed_at FROM resumable_ws.ws_sessions WHERE id = :'s2';
 \set VERBOSITY sqlstate
 SELECT resumable_ws.publish(:'s2', 'note', '{}');
 \set VERBOSITY default
