@@ -15,6 +15,38 @@ static std::string dump(const Json &json) { return json.dump(-1, ' ', false, Jso
 
 static const char kInterruptedMessage[] = "the server restarted during this answer";
 
+// Room in an assistant_done event for what is not its content: the message
+// id, the finish reason, the keys and the event type.
+constexpr size_t kDoneEventReserve = 256;
+
+// Bytes a character of a JSON string takes once escaped (as Postgres's jsonb
+// output and nlohmann's dump write it: raw UTF-8, short escapes, \u00XX).
+static size_t json_escaped_size(unsigned char c) {
+    switch (c) {
+        case '"': case '\\': case '\b': case '\f': case '\n': case '\r': case '\t':
+            return 2;
+        default:
+            return c < 0x20 ? 6 : 1;
+    }
+}
+
+// How many leading bytes of text fit in room bytes of JSON string, cut at a
+// UTF-8 character boundary; adds their escaped size to used.
+static size_t prefix_that_fits(const std::string &text, size_t room, size_t &used) {
+    size_t taken = 0, size = 0;
+    while (taken < text.size()) {
+        unsigned char lead = static_cast<unsigned char>(text[taken]);
+        size_t length = lead < 0x80 ? 1 : lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+        length = std::min(length, text.size() - taken);
+        size_t cost = length == 1 ? json_escaped_size(lead) : length;
+        if (size + cost > room) break;
+        size += cost;
+        taken += length;
+    }
+    used += size;
+    return taken;
+}
+
 // What one pass writes, and what it changes in memory once that commits.
 struct Generations::Plan {
     std::vector<NewEvent> events;
@@ -265,7 +297,19 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
             end = End{false, "cancelled", {}};
             stop_upstream = true;
         }
-        if (!g.pending.empty()) append("assistant_delta", Json{{"message_id", g.message_id}, {"delta", g.pending}});
+        // The whole answer must fit in one assistant_done event: text beyond
+        // max_event_size is cut off, as a model's own length limit would.
+        size_t content_room = event_size_limit() - kDoneEventReserve;
+        size_t content_json_size = g.content_json_size;
+        size_t written = prefix_that_fits(g.pending, content_room - std::min(content_room, content_json_size),
+                                          content_json_size);
+        if (written < g.pending.size() && !(has_end && end.error)) {
+            has_end = true;
+            end = End{false, "length", {}};
+            stop_upstream = true;
+        }
+        std::string delta = g.pending.substr(0, written);
+        if (!delta.empty()) append("assistant_delta", Json{{"message_id", g.message_id}, {"delta", delta}});
         if (has_end) {
             if (end.error) {
                 append("assistant_error",
@@ -273,18 +317,18 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
                 set_status("error");
             } else {
                 append("assistant_done", Json{{"message_id", g.message_id},
-                                              {"content", g.content + g.pending},
+                                              {"content", g.content + delta},
                                               {"finish_reason", end.reason}});
                 set_status("done");
             }
         }
-        size_t written = g.pending.size();
         if (written == 0 && !has_end) continue;
-        plan.after_commit.push_back([this, gid, written, has_end, stop_upstream]() {
+        plan.after_commit.push_back([this, gid, written, content_json_size, has_end, stop_upstream]() {
             auto it = generations_.find(gid);
             if (it == generations_.end()) return;
             Generation &done = it->second;
             done.content.append(done.pending, 0, written);
+            done.content_json_size = content_json_size;
             done.pending.erase(0, written);
             if (stop_upstream) llm_.abort(gid);
             if (has_end) remove(gid);
@@ -332,6 +376,8 @@ LlmRequest Generations::build_request(EventLog &log, const Generation &g) {
     request.connect_timeout_ms = settings.llm_connect_timeout_ms;
     request.idle_timeout_ms = settings.llm_idle_timeout_ms;
     request.max_retries = settings.llm_max_retries;
+    // A runaway or hostile upstream cannot grow an answer without bound.
+    request.max_answer_bytes = event_size_limit();
     return request;
 }
 

@@ -66,6 +66,7 @@ class Generations {
         bool has_end = false;          // the answer is over; not yet written
         End end;
         std::string content;  // text written as deltas so far
+        size_t content_json_size = 0;  // content's size as a JSON string
         std::string pending;  // text received, not yet written
     };
     struct Plan;

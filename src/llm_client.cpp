@@ -21,9 +21,6 @@ namespace rws {
 using LlmClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// An answer longer than this ends with finish_reason "length": a runaway or
-// hostile upstream cannot grow one generation without bound.
-constexpr size_t kMaxAnswerBytes = 1024 * 1024;
 // Kept of an error response, for the log.
 constexpr size_t kMaxErrorBody = 16 * 1024;
 // Pace of the echo provider: one word per interval, like a model would.
@@ -223,7 +220,7 @@ static bool on_event(LlmClient::Transfer &t, const std::string &event) {
                 t.got_token = true;
                 t.answer_bytes += chunk.delta.size();
                 t.emit(LlmUpdate{LlmUpdate::Kind::Delta, t.request.id, std::move(chunk.delta), {}});
-                if (t.answer_bytes > kMaxAnswerBytes) {
+                if (t.answer_bytes > t.request.max_answer_bytes) {
                     t.finish(LlmUpdate::Kind::Done, "length");
                     return false;
                 }

@@ -23,6 +23,9 @@ struct LlmRequest {
     long connect_timeout_ms = 10000;
     long idle_timeout_ms = 60000;  // longest silence between bytes
     int max_retries = 3;           // before the first token only
+    // Text beyond this ends the answer with finish_reason "length" (the
+    // worker cuts it to max_event_size anyway; this bounds the thread).
+    size_t max_answer_bytes = 1024 * 1024;
 };
 
 struct LlmUpdate {

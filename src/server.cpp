@@ -107,6 +107,10 @@ void Server::start() {
 
 size_t Server::feed_limit() { return static_cast<size_t>(settings.max_send_buffer) / 4; }
 
+size_t Server::message_limit() {
+    return std::min(static_cast<size_t>(settings.max_message_size), event_size_limit());
+}
+
 Connection *Server::find(uint64_t id) {
     auto it = connections_.find(id);
     return it == connections_.end() ? nullptr : it->second.get();
@@ -118,16 +122,22 @@ void Server::for_each(const std::function<void(Connection &)> &fn) {
 
 void Server::send(Connection &conn, const std::string &frame) {
     if (conn.wsi == nullptr || conn.close_code != 0) return;
+    const size_t limit = static_cast<size_t>(settings.max_send_buffer);
     std::string buffer(LWS_PRE, '\0');
     buffer += frame;
+    // An event larger than the buffer (stored before a limit was lowered)
+    // is fed only into an empty queue, and does not count against it.
+    if (conn.out_queue.empty() && frame.size() > limit) conn.front_oversized = true;
     conn.out_bytes += frame.size();
     conn.out_queue.push_back(std::move(buffer));
-    if (conn.out_bytes > static_cast<size_t>(settings.max_send_buffer)) {
+    size_t counted = conn.out_bytes - (conn.front_oversized ? conn.out_queue.front().size() - LWS_PRE : 0);
+    if (counted > limit) {
         // Events are paced (feed_limit), so only answers the client never
-        // reads, or one huge event, get here. It gets a close frame (if its
-        // socket takes it) and resumes later.
+        // reads get here. It gets a close frame (if its socket takes it) and
+        // resumes later.
         conn.out_queue.clear();
         conn.out_bytes = 0;
+        conn.front_oversized = false;
         close(conn, kCloseTooSlow, "send buffer over its limit");
         return;
     }
@@ -424,11 +434,11 @@ int Server::on_receive(Connection &conn, const void *in, size_t len) {
     if (lws_is_first_fragment(conn.wsi)) conn.rx.clear();
 
     // Checked while fragments accumulate, so a huge message is never held.
-    if (conn.rx.size() + len + lws_remaining_packet_payload(conn.wsi) >
-        static_cast<size_t>(settings.max_message_size)) {
+    if (conn.rx.size() + len + lws_remaining_packet_payload(conn.wsi) > message_limit()) {
         conn.rx.clear();
         conn.out_queue.clear();
         conn.out_bytes = 0;
+        conn.front_oversized = false;
         close(conn, kCloseTooBig, "message too big");
         return 0;
     }
@@ -475,9 +485,10 @@ int Server::on_writeable(Connection &conn) {
         if (lws_write(conn.wsi, payload, length, LWS_WRITE_TEXT) < static_cast<int>(length)) return -1;
         conn.out_bytes -= length;
         conn.out_queue.pop_front();
+        conn.front_oversized = false;
     }
-    if (conn.behind && conn.out_bytes < feed_limit()) {
-        conn.behind = false;
+    if (conn.fed_again_below != 0 && conn.out_bytes < conn.fed_again_below) {
+        conn.fed_again_below = 0;
         handler_.on_drained(conn);
     }
     if (!conn.out_queue.empty()) {

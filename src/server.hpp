@@ -29,7 +29,7 @@ class ServerHandler {
     virtual void on_open(Connection &conn) = 0;
     virtual void on_text(Connection &conn, const std::string &text) = 0;
     virtual void on_closed(Connection &conn) = 0;
-    // The queue of a connection that was behind fell below feed_limit().
+    // The queue of a connection that was behind fell below its mark.
     virtual void on_drained(Connection &conn) = 0;
     virtual void on_health_request() = 0;
 };
@@ -72,12 +72,16 @@ class Server {
     // and 4010 is left for a queue that grows anyway (answers a client never
     // reads, or a single event larger than the buffer).
     static size_t feed_limit();
+    // The largest client message: max_message_size, and never more than
+    // what may enter the log as one event.
+    static size_t message_limit();
 
     Connection *find(uint64_t id);
     size_t connection_count() const { return connections_.size(); }
     void for_each(const std::function<void(Connection &)> &fn);
 
-    // Queues a text frame. Over max_send_buffer the connection is closed 4010.
+    // Queues a text frame. Over max_send_buffer the connection is closed 4010;
+    // one frame larger than that by itself goes out alone into an empty queue.
     void send(Connection &conn, const std::string &frame);
     // Sends what is queued, then closes with this code.
     void close(Connection &conn, int code, const std::string &reason);

@@ -360,10 +360,19 @@ void SessionHub::handle_user_message(EventLog &log, const Request &request, Batc
         return;
     }
 
-    int64_t event_id = last_event_id + 1;
+    static const std::string kEventType = "user_message";
     nlohmann::ordered_json payload{{"content", request.content}, {"idempotency_key", key}};
-    log.insert_event(session_id, event_id, "user_message",
-                     payload.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+    std::string payload_json = payload.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    if (payload_json.size() + kEventType.size() > event_size_limit()) {
+        // Frames are capped below this (Server::message_limit()), and a
+        // stored message is never larger than its frame; kept as a guard.
+        batch.after_commit.push_back([this, conn_id]() {
+            if (Connection *conn = server_->find(conn_id)) server_->close(*conn, kCloseTooBig, "message too big");
+        });
+        return;
+    }
+    int64_t event_id = last_event_id + 1;
+    log.insert_event(session_id, event_id, kEventType, payload_json);
     log.insert_idempotency_key(session_id, key, event_id);
     log.set_last_event_id(session_id, event_id);
     // Each new user message gets one generation; its row's primary key is the
@@ -480,8 +489,9 @@ SessionHub::Readers SessionHub::ready_readers(const std::string &session_id, Ses
     for (Connection *conn : session.connections) {
         if (conn->state != Connection::State::Ready) continue;
         // A full queue waits; on_drained brings the session back here.
+        if (conn->fed_again_below != 0) continue;
         if (conn->out_bytes >= feed_limit) {
-            conn->behind = true;
+            conn->fed_again_below = feed_limit;
             continue;
         }
         readers.connections.push_back(conn);
@@ -492,6 +502,7 @@ SessionHub::Readers SessionHub::ready_readers(const std::string &session_id, Ses
 
 bool SessionHub::feed(const Readers &readers, const std::vector<EventRow> &events, size_t begin, size_t end) {
     const size_t feed_limit = Server::feed_limit();
+    const size_t send_buffer = static_cast<size_t>(settings.max_send_buffer);
     bool batch_full = end - begin == static_cast<size_t>(kReadBatch);
     bool wants_more = false;  // someone took the whole batch: read on next pass
     for (Connection *conn : readers.connections) {
@@ -506,7 +517,13 @@ bool SessionHub::feed(const Readers &readers, const std::vector<EventRow> &event
                 break;
             }
             if (conn->out_bytes >= feed_limit) {
-                conn->behind = true;
+                conn->fed_again_below = feed_limit;
+                break;
+            }
+            if (conn->out_bytes > 0 && conn->out_bytes + event.frame.size() > send_buffer) {
+                // Too large to share the buffer: it goes alone, once the
+                // queue is empty (an old event, or a lowered limit).
+                conn->fed_again_below = 1;
                 break;
             }
             server_->send(*conn, event.frame);
