@@ -12,7 +12,7 @@ packages=(
   g++ make pkg-config
   postgresql-15 postgresql-server-dev-15
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libcurl4-openssl-dev
-  nlohmann-json3-dev libcpp-jwt-dev libssl-dev
+  nlohmann-json3-dev libssl-dev
   # demo
   curl
 )

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "cpp_only.hpp"  // must be last: no Postgres in this file
+
 namespace rws {
 
 static std::string sha256_source(const std::string &text) {

@@ -21,7 +21,7 @@ static MemoryContext pass_context() {
 bool Database::transact(const std::function<void(EventLog &)> &work) {
     bool started = false;
     try {
-        pg_guard([&]() {
+        pg_guard([&]() noexcept {
             SetCurrentStatementStartTimestamp();
             StartTransactionCommand();
             started = true;
@@ -30,7 +30,7 @@ bool Database::transact(const std::function<void(EventLog &)> &work) {
             pgstat_report_activity(STATE_RUNNING, "resumable_ws: serving");
         });
         work(log_);
-        pg_guard([&]() {
+        pg_guard([&]() noexcept {
             SPI_finish();
             PopActiveSnapshot();
             CommitTransactionCommand();
@@ -46,7 +46,7 @@ bool Database::transact(const std::function<void(EventLog &)> &work) {
     }
     if (started) {
         try {
-            pg_guard([]() {
+            pg_guard([]() noexcept {
                 AbortCurrentTransaction();
                 pgstat_report_activity(STATE_IDLE, nullptr);
             });

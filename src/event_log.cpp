@@ -136,7 +136,7 @@ EventLog::Rows EventLog::run(Statement statement, std::initializer_list<const ch
     char ***cells = nullptr;
     void **plan_slot = &plans_[statement];
     // Only C values live in this frame: an ERROR longjmps out of it.
-    pg_guard([&]() {
+    pg_guard([&]() noexcept {
         if (*plan_slot == nullptr) {
             Oid types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
             SPIPlanPtr plan = SPI_prepare(text.sql, text.nargs, types);

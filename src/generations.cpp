@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "cpp_only.hpp"  // must be last: no Postgres in this file
+
 namespace rws {
 
 using Json = nlohmann::ordered_json;

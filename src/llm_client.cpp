@@ -16,6 +16,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include "cpp_only.hpp"  // must be last: no Postgres in this file
+
 namespace rws {
 
 using LlmClock = std::chrono::steady_clock;
@@ -48,6 +50,7 @@ struct LlmClient::Transfer {
     std::vector<std::string> events;  // scratch for the parser
     std::string error_body;
     bool got_token = false;
+    bool internal_failure = false;  // a callback caught an exception
     size_t answer_bytes = 0;
     int malformed = 0;
     size_t events_seen = 0;
@@ -76,8 +79,11 @@ static void curl_init_once() {
     done = true;
 }
 
+// curl's callbacks are called from C: nothing may unwind through them. Each
+// catches everything and reports a failure curl understands instead.
+
 // curl tells which sockets to watch for what; they go into the epoll set.
-static int on_socket(CURL *, curl_socket_t fd, int what, void *user, void *) {
+static int on_socket(CURL *, curl_socket_t fd, int what, void *user, void *) noexcept {
     int epoll_fd = *static_cast<int *>(user);
     if (what == CURL_POLL_REMOVE) {
         epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
@@ -92,7 +98,7 @@ static int on_socket(CURL *, curl_socket_t fd, int what, void *user, void *) {
 }
 
 // curl's timer, relative to now, kept as a deadline.
-static int on_timer(CURLM *, long timeout_ms, void *user) {
+static int on_timer(CURLM *, long timeout_ms, void *user) noexcept {
     auto *deadline_ns = static_cast<int64_t *>(user);
     if (timeout_ms < 0) {
         *deadline_ns = -1;
@@ -252,9 +258,7 @@ static bool on_event(LlmClient::Transfer &t, const std::string &event) {
     return true;
 }
 
-static size_t on_body(char *data, size_t size, size_t count, void *user) {
-    auto *t = static_cast<LlmClient::Transfer *>(user);
-    size_t bytes = size * count;
+static size_t read_body(LlmClient::Transfer *t, char *data, size_t bytes) {
     if (t->finished) return 0;  // already decided; stop reading
     t->last_activity = LlmClock::now();
     if (t->status == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
@@ -268,6 +272,18 @@ static size_t on_body(char *data, size_t size, size_t count, void *user) {
     for (const std::string &event : t->events)
         if (!on_event(*t, event)) return 0;
     return bytes;
+}
+
+static size_t on_body(char *data, size_t size, size_t count, void *user) noexcept {
+    auto *t = static_cast<LlmClient::Transfer *>(user);
+    try {
+        return read_body(t, data, size * count);
+    } catch (...) {
+        // Out of memory, most likely: this answer fails (on_attempt_done),
+        // the thread and every other answer go on.
+        t->internal_failure = true;
+        return 0;
+    }
 }
 
 static void release_handle(CURLM *multi, LlmClient::Transfer &t) {
@@ -340,6 +356,11 @@ static void on_attempt_done(CURLM *multi, LlmClient::Transfer &t, CURLcode resul
     release_handle(multi, t);
     if (t.finished) return;
     unsigned long long id = t.request.id;
+    if (t.internal_failure) {
+        fprintf(stderr, "resumable_ws: generation %llu: failed reading the answer (out of memory?)\n", id);
+        t.finish(LlmUpdate::Kind::Error, "unavailable", "the answer could not be read");
+        return;
+    }
 
     bool ok_status = t.status >= 200 && t.status <= 299;
     if (result == CURLE_OK && ok_status) {
@@ -394,9 +415,43 @@ static void on_attempt_done(CURLM *multi, LlmClient::Transfer &t, CURLcode resul
     t.finish(LlmUpdate::Kind::Error, code, message);
 }
 
-void LlmClient::run() {
+void LlmClient::run() noexcept {
+    // No exception may leave the thread: std::terminate would abort the
+    // worker, and a crashed worker restarts the whole cluster. After one
+    // (memory exhausted, most likely) the answers in flight fail and the
+    // thread goes on serving.
+    for (;;) {
+        const char *what = nullptr;
+        try {
+            serve();
+            break;  // stop() asked
+        } catch (const std::exception &e) {
+            what = e.what();
+            fprintf(stderr, "resumable_ws: LLM thread: %s; failing the answers in flight\n", what);
+        } catch (...) {
+            fprintf(stderr, "resumable_ws: LLM thread: unknown exception; failing the answers in flight\n");
+        }
+        fail_all_transfers();
+    }
     CURLM *multi = static_cast<CURLM *>(multi_);
-    std::map<uint64_t, std::unique_ptr<Transfer>> transfers;
+    for (auto &entry : transfers_) release_handle(multi, *entry.second);
+}
+
+void LlmClient::fail_all_transfers() noexcept {
+    CURLM *multi = static_cast<CURLM *>(multi_);
+    for (auto &entry : transfers_) {
+        release_handle(multi, *entry.second);
+        try {
+            entry.second->finish(LlmUpdate::Kind::Error, "unavailable", "the server could not continue this answer");
+        } catch (...) {
+        }
+    }
+    transfers_.clear();
+}
+
+void LlmClient::serve() {
+    CURLM *multi = static_cast<CURLM *>(multi_);
+    auto &transfers = transfers_;
     std::vector<LlmRequest> incoming;
     std::vector<uint64_t> aborted;
     constexpr int kMaxReady = 256;
@@ -507,7 +562,6 @@ void LlmClient::run() {
         }
     }
 
-    for (auto &entry : transfers) release_handle(multi, *entry.second);
 }
 
 }  // namespace rws

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -59,7 +61,9 @@ class LlmClient {
     struct Transfer;
 
   private:
-    void run();
+    void run() noexcept;  // the thread
+    void serve();         // its loop, until stop()
+    void fail_all_transfers() noexcept;
     void post(LlmUpdate update);
     void notify_thread();
 
@@ -72,6 +76,7 @@ class LlmClient {
     int thread_wake_fd_ = -1;
     int64_t curl_deadline_ns_ = -1;  // curl's timer on the steady clock; -1: none
     std::thread thread_;
+    std::map<uint64_t, std::unique_ptr<Transfer>> transfers_;  // used only by the thread
 
     std::mutex mutex_;  // guards the members below
     std::vector<LlmRequest> submitted_;

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "cpp_only.hpp"  // must be last: no Postgres in this file
+
 namespace rws {
 
 // A line longer than this is not SSE from a chat API; it is dropped rather

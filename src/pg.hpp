@@ -28,32 +28,57 @@ class PgError : public std::runtime_error {
     int sqlerrcode_;
 };
 
-// Runs fn (which calls Postgres and may ereport) inside PG_TRY. fn must not own
+// Saves Postgres's error-handling stacks (where an ERROR longjmps to, and the
+// error context callbacks) and puts them back when it goes out of scope,
+// however the scope is left.
+class ErrorStacksGuard {
+  public:
+    ErrorStacksGuard() noexcept : exception_stack_(PG_exception_stack), context_stack_(error_context_stack) {}
+    ~ErrorStacksGuard() noexcept { restore(); }
+    void restore() const noexcept {
+        PG_exception_stack = exception_stack_;
+        error_context_stack = context_stack_;
+    }
+    ErrorStacksGuard(const ErrorStacksGuard &) = delete;
+    ErrorStacksGuard &operator=(const ErrorStacksGuard &) = delete;
+
+  private:
+    sigjmp_buf *exception_stack_;
+    ErrorContextCallback *context_stack_;
+};
+
+// Runs fn (which calls Postgres and may ereport) with an ERROR caught, as
+// PG_TRY does. fn must be noexcept (the compiler checks) and must not own
 // C++ objects with destructors: a longjmp out of it would skip them. An ERROR
 // is logged (when log is true), flushed, and rethrown as PgError once the
-// PG_TRY frame is gone. The caller still has to abort its transaction.
+// frame that caught it is gone. The caller still has to abort its
+// transaction.
 template <typename Fn>
 void pg_guard(Fn &&fn, bool log = true) {
-    MemoryContext caller_context = CurrentMemoryContext;
-    volatile bool failed = false;
+    static_assert(noexcept(fn()),
+                  "pg_guard: the guarded code must be noexcept; a C++ exception must not cross Postgres frames");
+    MemoryContext const caller_context = CurrentMemoryContext;
+    volatile bool failed = false;  // volatile: set after a longjmp
     char message[512];
     volatile int sqlerrcode = 0;
-    PG_TRY();
     {
-        fn();
+        ErrorStacksGuard stacks;
+        sigjmp_buf local_jump;
+        if (sigsetjmp(local_jump, 0) == 0) {
+            PG_exception_stack = &local_jump;
+            fn();
+        } else {
+            stacks.restore();
+            MemoryContextSwitchTo(caller_context);
+            if (log) EmitErrorReport();
+            ErrorData *edata = CopyErrorData();
+            strlcpy(message, edata->message ? edata->message : "unknown error", sizeof(message));
+            sqlerrcode = edata->sqlerrcode;
+            FreeErrorData(edata);
+            FlushErrorState();
+            failed = true;
+        }
     }
-    PG_CATCH();
-    {
-        MemoryContextSwitchTo(caller_context);
-        if (log) EmitErrorReport();
-        ErrorData *edata = CopyErrorData();
-        strlcpy(message, edata->message ? edata->message : "unknown error", sizeof(message));
-        sqlerrcode = edata->sqlerrcode;
-        FreeErrorData(edata);
-        FlushErrorState();
-        failed = true;
-    }
-    PG_END_TRY();
     if (failed) throw PgError(message, sqlerrcode);
 }
 

@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "cpp_only.hpp"  // must be last: no Postgres in this file
+
 namespace rws {
 
 using json = nlohmann::ordered_json;

@@ -15,6 +15,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "cpp_only.hpp"  // must be last: no Postgres in this file
+
 namespace rws {
 
 static int callback_trampoline(lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

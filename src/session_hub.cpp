@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "cpp_only.hpp"  // must be last: no Postgres in this file
+
 namespace rws {
 
 // Events read per session per pass: bounds a pass's latency and memory.
@@ -203,16 +205,20 @@ void SessionHub::run_requests() {
         for (const Request &request : requests) handle(log, request, batch);
     });
     if (!committed) {
-        // One bad request must not fail the others: run each on its own.
+        // One bad request must not fail the others: run each on its own. A
+        // session deferred by one of them stays deferred for the rest, so
+        // that none of its later requests commits before the waiting one.
         batch = Batch();
         for (const Request &request : requests) {
             Batch single;
+            single.deferred_sessions = std::move(batch.deferred_sessions);
             if (db_.transact([&](EventLog &log) { handle(log, request, single); })) {
                 for (auto &answer : single.after_commit) batch.after_commit.push_back(std::move(answer));
                 for (auto &later : single.deferred) batch.deferred.push_back(std::move(later));
             } else {
                 batch.after_commit.push_back(failure_answer(request));
             }
+            batch.deferred_sessions = std::move(single.deferred_sessions);
         }
     }
 

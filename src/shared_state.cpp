@@ -51,6 +51,9 @@ void release_worker_slot(WorkerSlot *slot) {
 }
 
 bool drain_wakes(WorkerSlot *slot, std::vector<Wake> &out) {
+    // Room for a whole ring first: nothing may allocate (or throw) while the
+    // spinlock is held.
+    out.reserve(out.size() + kWakeRingSize);
     SpinLockAcquire(&slot->mutex);
     bool overflowed = slot->overflowed;
     slot->overflowed = false;

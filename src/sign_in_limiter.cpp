@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "cpp_only.hpp"  // must be last: no Postgres in this file
+
 namespace rws {
 
 std::string SignInLimiter::address_key(const std::string &address) {

@@ -96,6 +96,9 @@ static bool sign_into(char *out, size_t out_size, const char *user_id, int64 ttl
     } catch (const std::exception &e) {
         strlcpy(error, e.what(), error_size);
         return false;
+    } catch (...) {
+        strlcpy(error, "unknown exception", error_size);
+        return false;
     }
 }
 

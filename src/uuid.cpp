@@ -5,6 +5,8 @@
 #include <cctype>
 #include <stdexcept>
 
+#include "cpp_only.hpp"  // must be last: no Postgres in this file
+
 namespace rws {
 
 bool parse_uuid(const std::string &text, std::string &canonical) {

@@ -56,7 +56,7 @@ static void release_slot_at_exit(int, Datum) {
 // worker is logged and ignored rather than ending it.
 static void check_for_interrupts() {
     try {
-        pg_guard([]() { CHECK_FOR_INTERRUPTS(); });
+        pg_guard([]() noexcept { CHECK_FOR_INTERRUPTS(); });
     } catch (const PgError &) {
     }
 }
@@ -65,7 +65,7 @@ static void reload_settings_if_asked() {
     if (!ConfigReloadPending) return;
     ConfigReloadPending = false;
     try {
-        pg_guard([]() { ProcessConfigFile(PGC_SIGHUP); });
+        pg_guard([]() noexcept { ProcessConfigFile(PGC_SIGHUP); });
     } catch (const PgError &) {
     }
 }
@@ -113,6 +113,18 @@ static void configure_session() {
     SetConfigOption("application_name", "resumable_ws worker", PGC_USERSET, PGC_S_OVERRIDE);
 }
 
+// The worker's inserts, updates and deletes reach pg_stat_user_tables, and so
+// autovacuum and autoanalyze, only when it reports them: a backend does that
+// when it goes idle, a worker must do it itself. Outside any transaction; at
+// most once a second (pgstat rate-limits non-forced reports), and the loop
+// wakes at least that often.
+static void report_table_stats() {
+    try {
+        pg_guard([]() noexcept { (void)pgstat_report_stat(false); });
+    } catch (const PgError &) {
+    }
+}
+
 // Each connection is a file descriptor: lift the soft limit to the hard one.
 static void raise_file_limit() {
     struct rlimit limit;
@@ -158,7 +170,7 @@ static void serve(Database &db) {
          settings.port, settings.database);
 
     WaitEventSet *wait_set = nullptr;
-    pg_guard([&]() {
+    pg_guard([&]() noexcept {
         wait_set = CreateWaitEventSet(TopMemoryContext, 4);
         AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
         AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
@@ -198,6 +210,7 @@ static void serve(Database &db) {
         bool overflowed = drain_wakes(worker_slot, wakes);
         hub.sessions_changed(wakes, overflowed);
         hub.pass();
+        report_table_stats();
 
         now = Clock::now();
         if (now >= next_tick) {
@@ -246,6 +259,9 @@ extern "C" void rws_worker_main(Datum) {
         if (wait_for_extension(db)) serve(db);
     } catch (const std::exception &e) {
         strlcpy(failure, e.what(), sizeof(failure));
+    } catch (...) {
+        // Nothing may unwind into the postmaster's C frames.
+        strlcpy(failure, "unknown exception", sizeof(failure));
     }
     if (failure[0] != '\0')
         ereport(FATAL, (errmsg("resumable_ws: worker stopped: %s", failure)));

@@ -1,10 +1,13 @@
 """Restarts and crashes (issue 2 §9): clients are told to come back, nothing
 acknowledged is lost, the worker survives errors inside a batch."""
 import asyncio
+import os
+import signal
 
+import psycopg2
 
 from conftest import run
-from harness import Closed, connect_when_back
+from harness import TIMEOUT, Closed, connect_when_back
 
 
 
@@ -144,6 +147,69 @@ async def test_error_inside_a_batch_is_contained(cluster):
         await good.close()
     finally:
         cluster.sql("DROP TRIGGER refuse_boom ON resumable_ws.ws_events; DROP FUNCTION public.refuse_boom()")
+
+
+@run
+async def test_a_failed_batch_keeps_a_waiting_message_first(cluster):
+    """Message A waits for its session's row lock, held by another
+    transaction. In the same pass a request fails, so the worker runs the pass
+    again one request at a time; the lock is released just before C, a later
+    message of A's session, runs. C must still commit after A, never first."""
+    cluster.sql("""
+        CREATE SEQUENCE public.boom_calls;
+        CREATE FUNCTION public.boom_then_release() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.payload->>'content' = 'boom' THEN
+                -- The second try is the one-at-a-time run: the lock goes now.
+                IF nextval('public.boom_calls') = 2 THEN
+                    PERFORM pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+                     WHERE application_name = 'rws_locker';
+                END IF;
+                RAISE EXCEPTION 'boom refused';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER boom_then_release BEFORE INSERT ON resumable_ws.ws_events
+            FOR EACH ROW EXECUTE FUNCTION public.boom_then_release();
+    """)
+    locker = None
+    try:
+        first = await cluster.new_session()
+        second = await cluster.connect(user=first.user, session_id=first.session_id)
+        await second.ready()
+        bad = await cluster.new_session()
+        locker = psycopg2.connect(host=cluster.dir, port=cluster.pg_port, user="postgres", dbname="postgres",
+                                  application_name="rws_locker", connect_timeout=TIMEOUT)
+        locker.cursor().execute("SELECT 1 FROM resumable_ws.ws_sessions WHERE id = %s FOR UPDATE",
+                                (first.session_id,))
+        await first.user_message("A")
+        # B and C reach the worker together: it reads both in one pass.
+        pid = cluster.worker_pid()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await bad.user_message("boom")
+            await second.user_message("C")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert (await bad.expect("error"))["code"] == "internal_error"
+
+        async def ack(client):  # events of the session may come first
+            while (frame := await client.recv())["type"] != "ack":
+                assert frame["type"] == "event", frame
+            return frame
+        ack_c = await ack(second)
+        ack_a = await ack(first)
+        assert ack_a["event_id"] < ack_c["event_id"], (ack_a, ack_c)
+        stored = cluster.sql("SELECT payload->>'content' FROM resumable_ws.ws_events "
+                             "WHERE session_id = %s ORDER BY id", (first.session_id,))
+        assert [row[0] for row in stored] == ["A", "C"]
+        for c in (first, second, bad):
+            await c.close()
+    finally:
+        if locker is not None:
+            locker.close()
+        cluster.sql("DROP TRIGGER boom_then_release ON resumable_ws.ws_events; "
+                    "DROP FUNCTION public.boom_then_release(); DROP SEQUENCE public.boom_calls")
 
 
 @run

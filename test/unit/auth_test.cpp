@@ -16,7 +16,6 @@ namespace {
 
 const std::string kSecret = "unit-test-secret-unit-test-secret";
 const std::string kUser = "0b6f3c1e-8a4d-4f1b-9c2e-7d5a6b4c3e2f";
-// cpp-jwt also checks exp and nbf against the system clock: use the real now.
 const int64_t kNow = time(nullptr);
 
 std::string base64url(const std::string &data) {
@@ -41,11 +40,15 @@ nlohmann::json claims() {
     return {{"sub", kUser}, {"exp", kNow + 600}, {"aud", "authenticated"}};
 }
 
+std::string signed_token(const std::string &header_json, const std::string &claims_json,
+                         const std::string &secret = kSecret) {
+    std::string head = base64url(header_json) + "." + base64url(claims_json);
+    return head + "." + base64url(hs256(secret, head));
+}
+
 std::string token(const nlohmann::json &payload, const std::string &alg = "HS256",
                   const std::string &secret = kSecret) {
-    std::string head = base64url(nlohmann::json{{"alg", alg}, {"typ", "JWT"}}.dump()) + "." +
-                       base64url(payload.dump());
-    return head + "." + base64url(hs256(secret, head));
+    return signed_token(nlohmann::json{{"alg", alg}, {"typ", "JWT"}}.dump(), payload.dump(), secret);
 }
 
 rws::TokenCheck check(const std::string &t, const std::string &audience = "authenticated") {
@@ -132,6 +135,53 @@ TEST(Auth, NotBeforeInTheFutureIsRejected) {
     EXPECT_FALSE(check(token(c)).ok);
     c["nbf"] = kNow - 10;
     EXPECT_TRUE(check(token(c)).ok);
+}
+
+TEST(Auth, NumericDatesMustBeFiniteNumbersInRange) {
+    // Signed with the right key, so only the claim check can refuse them.
+    // 1e308 once went through an out-of-range double -> int64 conversion.
+    const std::string sub = "\"sub\":\"" + kUser + "\",\"aud\":\"authenticated\"";
+    const std::string exp = "\"exp\":" + std::to_string(kNow + 600);
+    for (std::string bad : {"\"nbf\":1e308", "\"nbf\":-1e308", "\"nbf\":-1", "\"iat\":1e308",
+                                   "\"iat\":\"now\"", "\"nbf\":null", "\"iat\":[1]", "\"nbf\":18446744073709551615",
+                                   "\"nbf\":253402300800"}) {
+        std::string claims = "{" + sub + "," + exp + "," + bad + "}";
+        EXPECT_FALSE(check(signed_token(R"({"alg":"HS256"})", claims)).ok) << bad;
+    }
+    for (std::string bad_exp : {"1e308", "-1e308", "1.8e19", "-5", "true", "\"1\""}) {
+        std::string claims = "{" + sub + ",\"exp\":" + bad_exp + "}";
+        EXPECT_FALSE(check(signed_token(R"({"alg":"HS256"})", claims)).ok) << bad_exp;
+    }
+    // Fractions are fine (RFC 7519 §2 allows them); expires_at is the second.
+    std::string claims = "{" + sub + ",\"exp\":" + std::to_string(kNow + 600) + ".75,\"iat\":" +
+                         std::to_string(kNow) + ".5,\"nbf\":0}";
+    auto result = check(signed_token(R"({"alg":"HS256"})", claims));
+    ASSERT_TRUE(result.ok) << result.reason;
+    EXPECT_EQ(result.expires_at, kNow + 600);
+}
+
+TEST(Auth, ACritHeaderIsRefused) {
+    // RFC 7515 §4.1.11: an extension the recipient does not understand.
+    EXPECT_FALSE(check(signed_token(R"({"alg":"HS256","crit":["b64"],"b64":false})", claims().dump())).ok);
+    EXPECT_FALSE(check(signed_token(R"({"alg":"HS256","crit":[]})", claims().dump())).ok);
+    EXPECT_TRUE(check(signed_token(R"({"alg":"HS256","kid":"k1"})", claims().dump())).ok);
+}
+
+TEST(Auth, OnlyStrictBase64url) {
+    std::string good = token(claims());
+    EXPECT_TRUE(check(good).ok);
+    EXPECT_FALSE(check(good + "=").ok);           // padding
+    EXPECT_FALSE(check(good + "A").ok);           // a length no encoding has
+    std::string plus = good;
+    plus[plus.rfind('.') + 1] = '+';              // standard base64, not url-safe
+    EXPECT_FALSE(check(plus).ok);
+    EXPECT_FALSE(check(" " + good).ok);
+    // Stray bits in the last character of the signature (32 bytes leave its
+    // two low bits unused): the same bytes, another spelling.
+    const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::string stray = good;
+    stray.back() = alphabet[alphabet.find(stray.back()) + 1];
+    EXPECT_FALSE(check(stray).ok);
 }
 
 TEST(Auth, WrongOrEmptySecretRejects) {
