@@ -14,6 +14,7 @@ OBJS = \
 	src/sign_in_limiter.o \
 	src/chat_page.o \
 	src/protocol.o \
+	src/http_checks.o \
 	src/llm_stream.o \
 	src/llm_client.o \
 	src/event_log.o \

@@ -1,6 +1,8 @@
 #include "server.hpp"
 
 #include "auth.hpp"
+#include "http_checks.hpp"
+#include "lws_frame_probe.hpp"
 #include "protocol.hpp"
 #include "settings.hpp"
 #include "uuid.hpp"
@@ -70,6 +72,9 @@ void Server::start() {
     int levels = LLL_ERR | LLL_WARN;
     if (getenv("RWS_LWS_DEBUG")) levels |= LLL_NOTICE | LLL_INFO | LLL_DEBUG;
     lws_set_log_level(levels, log_from_lws);
+    if (!lws_frame_probe::init())
+        fprintf(stderr, "resumable_ws: unmasked client frames are not detected with libwebsockets %s "
+                        "(only Debian 12's 4.1.6 is known)\n", lws_get_library_version());
 
     lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -192,37 +197,73 @@ void Server::tick(Clock::time_point now, int64_t unix_now) {
     if (sign_in_limiter_.tracked() > 0) sign_in_limiter_.prune(settings.anonymous_sign_ins_per_minute, now);
 }
 
-void Server::answer_health(bool database_ok) {
-    char body[160];
-    snprintf(body, sizeof(body), "{\"status\":\"%s\",\"database\":%s,\"connections\":%zu}\n",
-             database_ok ? "ok" : "unavailable", database_ok ? "true" : "false", connections_.size());
-    for (lws *wsi : health_waiters_)
-        respond_json(wsi, database_ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body);
-    health_waiters_.clear();
-}
-
-void Server::respond(lws *wsi, HttpResponse response) {
-    http_responses_[wsi] = std::move(response);
-    lws_callback_on_writable(wsi);
-}
-
-void Server::respond_text(lws *wsi, int status, const std::string &text, HttpHeaders headers) {
+static HttpResponse text_response(int status, const std::string &text, HttpHeaders headers = {}) {
     HttpResponse response;
     response.status = status;
     response.content_type = "text/plain; charset=utf-8";
     response.headers = std::move(headers);
     response.body = text + "\n";
-    respond(wsi, std::move(response));
+    return response;
 }
 
-void Server::respond_json(lws *wsi, int status, const std::string &json, HttpHeaders headers) {
+static HttpResponse json_response(int status, const std::string &json, HttpHeaders headers = {}) {
     HttpResponse response;
     response.status = status;
     response.content_type = "application/json";
     response.headers = std::move(headers);
     response.headers.emplace_back("cache-control", "no-store");
     response.body = json;
-    respond(wsi, std::move(response));
+    return response;
+}
+
+static const char *status_text(int status) {
+    switch (status) {
+        case 200: return "200 OK";
+        case 400: return "400 Bad Request";
+        case 404: return "404 Not Found";
+        case 405: return "405 Method Not Allowed";
+        case 413: return "413 Content Too Large";
+        case 426: return "426 Upgrade Required";
+        case 429: return "429 Too Many Requests";
+        default: return "503 Service Unavailable";
+    }
+}
+
+// Writes a whole (small) HTTP/1.1 response in one write, from inside the
+// callback that got the request, and returns -1: lws sends what is left of it,
+// then closes. For requests after which the connection must not be read any
+// further: lws 4.1.6 loops forever on a request body followed by pipelined
+// requests when the answer is not written at once, and refused upgrades are
+// answered before lws would (lws's own helper says HTTP/1.0 there).
+static int answer_and_close(lws *wsi, const HttpResponse &response) {
+    std::string text = std::string(LWS_PRE, '\0') + "HTTP/1.1 " + status_text(response.status) + "\r\n";
+    text += "content-type: " + response.content_type + "\r\ncontent-length: " + std::to_string(response.body.size()) +
+            "\r\nconnection: close\r\nx-content-type-options: nosniff\r\n";
+    for (const auto &header : response.headers)
+        if (header.first != "connection") text += header.first + ": " + header.second + "\r\n";
+    text += "\r\n" + response.body;
+    lws_write(wsi, reinterpret_cast<unsigned char *>(&text[LWS_PRE]), text.size() - LWS_PRE, LWS_WRITE_HTTP);
+    return -1;
+}
+
+void Server::answer_health(bool database_ok) {
+    char body[160];
+    snprintf(body, sizeof(body), "{\"status\":\"%s\",\"database\":%s,\"connections\":%zu}\n",
+             database_ok ? "ok" : "unavailable", database_ok ? "true" : "false", connections_.size());
+    // Answered a pass later, so requests pipelined behind it would wait in
+    // lws's buffer, which 4.1.6 does not serve reliably after a deferred
+    // answer: this connection closes after it (probes open a new one anyway).
+    for (lws *wsi : health_waiters_)
+        respond(wsi, json_response(database_ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body,
+                                   {{"connection", "close"}}),
+                /*close_after=*/true);
+    health_waiters_.clear();
+}
+
+void Server::respond(lws *wsi, HttpResponse response, bool close_after) {
+    response.close_after = close_after;
+    http_responses_[wsi] = std::move(response);
+    lws_callback_on_writable(wsi);
 }
 
 int Server::write_http(lws *wsi) {
@@ -263,14 +304,16 @@ int Server::write_http(lws *wsi) {
         lws_callback_on_writable(wsi);
         return 0;
     }
+    bool close_after = response.close_after;
     http_responses_.erase(it);
+    if (close_after) return -1;  // what is written is flushed, then the connection closes
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 void Server::serve_page(lws *wsi) {
     if (!page_.load()) {
-        respond_text(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
-                     "the chat page is not installed (make install puts it at " + page_.path() + ")");
+        respond(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                   "the chat page is not installed (make install puts it at " + page_.path() + ")"));
         return;
     }
     HttpResponse response;
@@ -287,25 +330,20 @@ void Server::serve_page(lws *wsi) {
 
 // POST /auth/anonymous (PROTOCOL.md §2): a token for a fresh user id. No
 // row is written: a user exists only as the sub of its tokens.
-void Server::sign_in_anonymously(lws *wsi) {
-    if (!settings.anonymous_sign_in) {
-        respond_json(wsi, HTTP_STATUS_NOT_FOUND, "{\"error\":\"not_found\",\"message\":\"anonymous sign-in is not enabled\"}\n");
-        return;
-    }
+HttpResponse Server::sign_in_anonymously(lws *wsi) {
+    if (!settings.anonymous_sign_in)
+        return json_response(HTTP_STATUS_NOT_FOUND,
+                             "{\"error\":\"not_found\",\"message\":\"anonymous sign-in is not enabled\"}\n");
     std::string secret = settings.jwt_secret ? settings.jwt_secret : "";
-    if (secret.empty()) {
-        respond_json(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
-                     "{\"error\":\"unavailable\",\"message\":\"resumable_ws.jwt_secret is not set\"}\n");
-        return;
-    }
+    if (secret.empty())
+        return json_response(HTTP_STATUS_SERVICE_UNAVAILABLE,
+                             "{\"error\":\"unavailable\",\"message\":\"resumable_ws.jwt_secret is not set\"}\n");
     char peer[64] = {0};
     lws_get_peer_simple(wsi, peer, sizeof(peer));
     int retry_after_s = 0;
-    if (!sign_in_limiter_.allow(peer, settings.anonymous_sign_ins_per_minute, Clock::now(), retry_after_s)) {
-        respond_json(wsi, 429, "{\"error\":\"rate_limited\",\"retry_after\":" + std::to_string(retry_after_s) + "}\n",
-                     {{"retry-after", std::to_string(retry_after_s)}});
-        return;
-    }
+    if (!sign_in_limiter_.allow(peer, settings.anonymous_sign_ins_per_minute, Clock::now(), retry_after_s))
+        return json_response(429, "{\"error\":\"rate_limited\",\"retry_after\":" + std::to_string(retry_after_s) + "}\n",
+                             {{"retry-after", std::to_string(retry_after_s)}});
     std::string user_id = random_uuid();
     int64_t ttl = settings.anonymous_token_ttl_s;
     std::string token = sign_token(user_id, ttl, secret, settings.jwt_audience ? settings.jwt_audience : "",
@@ -316,13 +354,37 @@ void Server::sign_in_anonymously(lws *wsi) {
         {"expires_in", ttl},
         {"user", {{"id", user_id}, {"is_anonymous", true}}},
     };
-    respond_json(wsi, HTTP_STATUS_OK, body.dump() + "\n");
+    return json_response(HTTP_STATUS_OK, body.dump() + "\n");
 }
 
 void Server::forget_http(lws *wsi) {
     health_waiters_.erase(wsi);
     sign_in_waiters_.erase(wsi);
     http_responses_.erase(wsi);
+}
+
+// Every occurrence of a header, each on its own (lws keeps repeated headers
+// as fragments; lws_hdr_copy would join them with commas).
+static HeaderValues header_values(lws *wsi, lws_token_indexes token) {
+    HeaderValues values;
+    // An absent header has no fragment 0; an empty one has, of length 0.
+    std::vector<char> buffer(static_cast<size_t>(std::max(lws_hdr_total_length(wsi, token), 0)) + 1);
+    for (int i = 0;; i++) {
+        int n = lws_hdr_copy_fragment(wsi, buffer.data(), static_cast<int>(buffer.size()), token, i);
+        if (n < 0) break;
+        values.emplace_back(buffer.data(), static_cast<size_t>(n));
+    }
+    return values;
+}
+
+// Why this request's framing is refused, or "": see request_framing_error.
+// Also headers lws does not recognise because of a space before the colon.
+static std::string framing_error(lws *wsi) {
+    for (const char *odd : {"transfer-encoding :", "transfer-encoding\t:", "content-length :", "content-length\t:"})
+        if (lws_hdr_custom_length(wsi, odd, static_cast<int>(strlen(odd))) >= 0)
+            return "whitespace before a header's colon";
+    return request_framing_error(header_values(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH),
+                                 header_values(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING));
 }
 
 static std::string header_text(lws *wsi, lws_token_indexes token) {
@@ -339,6 +401,25 @@ int Server::on_http(lws *wsi, const char *uri) {
     bool is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
     std::string path = uri ? uri : "";
 
+    // Where a request's body ends must be unambiguous, or what follows it
+    // could be read as another request (RFC 9112 §6.3).
+    std::string framing = framing_error(wsi);
+    if (!framing.empty()) return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST, framing));
+    if (stopping_)
+        return answer_and_close(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "the server is restarting",
+                                                   {{"retry-after", "1"}}));
+    bool sign_in = path == "/auth/anonymous" && is_post && settings.anonymous_sign_in;
+    std::string content_length = header_text(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (content_length.find_first_not_of(" \t0") != std::string::npos) {
+        // Only sign-in takes a body (and ignores it): it is read to its end,
+        // then answered (sign_in_waiters_).
+        if (!sign_in) return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST, "this request takes no body"));
+        if (content_length.size() > 5)  // 100 kB or more: not worth reading
+            return answer_and_close(wsi, text_response(HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "request body too large"));
+        sign_in_waiters_.insert(wsi);
+        return 0;
+    }
+
     if (path == "/healthz" && is_get) {
         health_waiters_.insert(wsi);
         handler_.on_health_request();
@@ -349,39 +430,19 @@ int Server::on_http(lws *wsi, const char *uri) {
         return 0;
     }
     if (path == "/auth/anonymous" && is_post) {
-        // A body (none is needed) is read to its end before the answer.
-        std::string content_length = header_text(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-        if (!content_length.empty() && content_length != "0") {
-            if (content_length.size() > 5) {  // 100 kB or more: not worth reading
-                respond_text(wsi, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "request body too large");
-                return 0;
-            }
-            sign_in_waiters_.insert(wsi);
-            return 0;
-        }
-        sign_in_anonymously(wsi);
+        // Without a Content-Length lws would take whatever follows for this
+        // request's body: answer, then close.
+        if (content_length.empty()) return answer_and_close(wsi, sign_in_anonymously(wsi));
+        respond(wsi, sign_in_anonymously(wsi));
         return 0;
     }
     if (path == "/healthz" || path == "/" || (path == "/auth/anonymous" && settings.anonymous_sign_in)) {
-        respond_text(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed",
-                     {{"allow", path == "/auth/anonymous" ? "POST" : "GET"}});
+        respond(wsi, text_response(HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed",
+                                   {{"allow", path == "/auth/anonymous" ? "POST" : "GET"}}));
         return 0;
     }
-    respond_text(wsi, HTTP_STATUS_NOT_FOUND, "not found");
+    respond(wsi, text_response(HTTP_STATUS_NOT_FOUND, "not found"));
     return 0;
-}
-
-// Answers a refused upgrade with a complete HTTP/1.1 response (lws's own
-// helper says HTTP/1.0 at this stage, which WebSocket clients reject), and
-// returns nonzero so that lws closes the connection.
-static int refuse_upgrade(lws *wsi, const char *status, const char *body) {
-    char response[LWS_PRE + 512];
-    int length = snprintf(response + LWS_PRE, sizeof(response) - LWS_PRE,
-                          "HTTP/1.1 %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n"
-                          "connection: close\r\n\r\n%s\n",
-                          status, strlen(body) + 1, body);
-    lws_write(wsi, reinterpret_cast<unsigned char *>(response + LWS_PRE), length, LWS_WRITE_HTTP);
-    return 1;
 }
 
 // Copies a URL argument (name without '='); returns false if absent.
@@ -394,12 +455,32 @@ static bool url_arg(lws *wsi, const char *name, std::string &out) {
     return true;
 }
 
+// The upgrade request is checked here, before lws answers it: lws 4.1.6
+// accepts any Sec-WebSocket-Version and any non-empty key. (Not in
+// LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, which lws 4.1.6 can call with freed
+// header data: CVE-2025-11677.)
 int Server::on_filter(lws *wsi, Connection **slot) {
     char uri[256];
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
-        return refuse_upgrade(wsi, "404 Not Found", "no WebSocket endpoint here");
+        return answer_and_close(wsi, text_response(HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint here"));
+    // A body (none belongs here) would be read as WebSocket frames.
+    std::string framing = framing_error(wsi);
+    HeaderValues content_length = header_values(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (!framing.empty() || (!content_length.empty() && content_length[0].find_first_not_of(" \t0") != std::string::npos))
+        return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST,
+                                                   framing.empty() ? "an upgrade request has no body" : framing));
+    switch (check_upgrade(header_values(wsi, WSI_TOKEN_VERSION), header_values(wsi, WSI_TOKEN_KEY))) {
+        case UpgradeCheck::UnsupportedVersion:
+            return answer_and_close(wsi, text_response(426, "only WebSocket version 13 is supported",
+                                                       {{"sec-websocket-version", "13"}}));
+        case UpgradeCheck::BadKey:
+            return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST,
+                                                       "Sec-WebSocket-Key must be the base64 of 16 bytes"));
+        case UpgradeCheck::Ok:
+            break;
+    }
     if (connections_.size() >= static_cast<size_t>(settings.max_connections))
-        return refuse_upgrade(wsi, "503 Service Unavailable", "too many connections");
+        return answer_and_close(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "too many connections"));
 
     auto conn = std::make_unique<Connection>();
     conn->id = next_id_++;
@@ -431,6 +512,7 @@ void Server::reject_frame(Connection &conn, const std::string &message) {
 }
 
 int Server::on_receive(Connection &conn, const void *in, size_t len) {
+    if (conn.close_code == 0 && refuse_unmasked(conn)) return 0;  // every fragment and piece
     auto now = Clock::now();
     conn.last_received = now;
     if (lws_is_first_fragment(conn.wsi)) conn.rx.clear();
@@ -501,26 +583,80 @@ int Server::on_writeable(Connection &conn) {
     return 0;
 }
 
-void Server::send_close_frame(Connection &conn) {
-    // Written by hand rather than "lws_close_reason + return -1": Debian's
-    // lws is built with _DEBUG, where that path on libuv closes twice ("uv
-    // repeat test") and the socket is dropped before the close frame goes
-    // out; its timeout path drops it too. The peer answers our close frame
-    // with its own, upon which lws closes the socket; if it never does, the
-    // timeout below does.
-    if (conn.close_sent) return;
-    conn.close_sent = true;
+// Written by hand rather than "lws_close_reason + return -1": Debian's lws
+// is built with _DEBUG, where that path on libuv closes twice ("uv repeat
+// test") and the socket is dropped before the close frame goes out; its
+// timeout path drops it too.
+static void write_close_frame(lws *wsi, int code, const std::string &reason) {
     unsigned char frame[LWS_PRE + 2 + 123];
     unsigned char *payload = frame + LWS_PRE;
-    size_t reason_length = std::min<size_t>(conn.close_reason.size(), 123);
-    payload[0] = static_cast<unsigned char>((conn.close_code >> 8) & 0xff);
-    payload[1] = static_cast<unsigned char>(conn.close_code & 0xff);
-    memcpy(payload + 2, conn.close_reason.data(), reason_length);
+    size_t reason_length = std::min<size_t>(reason.size(), 123);
+    payload[0] = static_cast<unsigned char>((code >> 8) & 0xff);
+    payload[1] = static_cast<unsigned char>(code & 0xff);
+    memcpy(payload + 2, reason.data(), reason_length);
     // lws writes its own close frames with write protocol 4 (LWS_WRITE_CLOSE,
     // no longer in the public enum).
     constexpr auto kWriteClose = static_cast<lws_write_protocol>(4);
-    lws_write(conn.wsi, payload, 2 + reason_length, kWriteClose);
+    lws_write(wsi, payload, 2 + reason_length, kWriteClose);
+}
+
+void Server::send_close_frame(Connection &conn) {
+    // The peer answers our close frame with its own, upon which lws closes
+    // the socket; if it never does, the timeout below does.
+    if (conn.close_sent) return;
+    conn.close_sent = true;
+    write_close_frame(conn.wsi, conn.close_code, conn.close_reason);
     lws_set_timeout(conn.wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+}
+
+// The peer's close frame. lws echoes it unless told otherwise (nonzero); an
+// invalid one (RFC 6455 §5.5.1, §7.4) gets our own close frame with 1002 or
+// 1007 instead, and an answer to our close frame gets nothing.
+int Server::on_peer_close(lws *wsi, Connection *conn, const unsigned char *payload, size_t length) {
+    // A second close frame makes browsers report 1006 instead of our code.
+    if (conn != nullptr && conn->close_sent) return 1;
+    int code = close_frame_error(payload, length);
+    const char *reason = code == kCloseInvalidPayload ? "close reason is not UTF-8" : "invalid close frame";
+    if (lws_frame_probe::masked(wsi) == lws_frame_probe::Masked::No) {
+        code = kCloseProtocolError;
+        reason = "unmasked frame";
+    }
+    if (code == 0) return 0;
+    write_close_frame(wsi, code, reason);
+    if (conn != nullptr) conn->close_sent = true;
+    return 1;
+}
+
+// RFC 6455 §5.1: a client masks every frame; a server closes with 1002 when
+// one is not. Returns true if this one was not (and the connection closes).
+bool Server::refuse_unmasked(Connection &conn) {
+    if (lws_frame_probe::masked(conn.wsi) != lws_frame_probe::Masked::No) return false;
+    conn.rx.clear();
+    conn.out_queue.clear();
+    conn.out_bytes = 0;
+    conn.front_oversized = false;
+    close(conn, kCloseProtocolError, "unmasked frame");
+    return true;
+}
+
+void Server::tell_to_come_back(Connection &conn) {
+    // Jitter spreads the reconnects of many clients.
+    int retry_after_ms = 1000 + static_cast<int>(random() % 2000);
+    send(conn, frames::server_restarting(retry_after_ms));
+    close(conn, kCloseRestart, "server restarting");
+}
+
+void Server::stop_accepting() {
+    if (stopping_) return;
+    stopping_ = true;
+    // Closes every vhost's listening socket; connections stay. (lws 4.1.6's
+    // lws_vhost_destroy never completes while connections are bound.)
+    lws_context_deprecate(context_, nullptr);
+    for (lws *wsi : health_waiters_)
+        respond(wsi, json_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "{\"status\":\"restarting\",\"database\":false}\n",
+                                   {{"connection", "close"}}),
+                /*close_after=*/true);
+    health_waiters_.clear();
 }
 
 int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len) {
@@ -536,7 +672,9 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
         case LWS_CALLBACK_HTTP_BODY:
             return 0;  // nothing to keep: no endpoint reads a body
         case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-            if (sign_in_waiters_.erase(wsi)) sign_in_anonymously(wsi);
+            // Called more than once for one body by lws 4.1.6: answer once.
+            // At once, and then close: see answer_and_close.
+            if (sign_in_waiters_.erase(wsi)) return answer_and_close(wsi, sign_in_anonymously(wsi));
             return 0;
         case LWS_CALLBACK_CLOSED_HTTP:
             forget_http(wsi);
@@ -544,17 +682,20 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
             return slot ? on_filter(wsi, slot) : 1;
         case LWS_CALLBACK_ESTABLISHED:
-            if (conn) handler_.on_open(*conn);
+            if (conn == nullptr) return 0;
+            // Upgraded during shutdown (accepted before the listening
+            // sockets closed): told to come back, never left in silence.
+            if (stopping_)
+                tell_to_come_back(*conn);
+            else
+                handler_.on_open(*conn);
             return 0;
         case LWS_CALLBACK_RECEIVE:
             return conn ? on_receive(*conn, in, len) : -1;
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-            // After our own close frame this is the peer's answer: nonzero
-            // makes lws close without echoing a second close frame, which
-            // browsers reject ("Close received after close", seen as 1006).
-            return conn && conn->close_sent ? 1 : 0;
+            return on_peer_close(wsi, conn, static_cast<const unsigned char *>(in), len);
         case LWS_CALLBACK_RECEIVE_PONG:
-            if (conn) conn->last_received = Clock::now();
+            if (conn && !refuse_unmasked(*conn)) conn->last_received = Clock::now();
             return 0;
         case LWS_CALLBACK_SERVER_WRITEABLE:
             return conn ? on_writeable(*conn) : 0;

@@ -36,6 +36,8 @@ class ServerHandler {
 
 // WebSocket close codes of PROTOCOL.md §3.
 enum CloseCode {
+    kCloseProtocolError = 1002,
+    kCloseInvalidPayload = 1007,
     kCloseUnauthorized = 4001,
     kCloseForbidden = 4003,
     kCloseSessionNotFound = 4004,
@@ -56,6 +58,7 @@ struct HttpResponse {
     std::string body;
     size_t body_sent = 0;
     bool headers_sent = false;
+    bool close_after = false;  // the connection closes once it is out (no keep-alive)
 };
 
 class Server {
@@ -97,17 +100,24 @@ class Server {
     // Answers every pending GET /healthz.
     void answer_health(bool database_ok);
 
+    // Sends server_restarting (retry_after_ms jittered) and closes 1012.
+    void tell_to_come_back(Connection &conn);
+
+    // Shutdown: no new connections (the listening sockets close); an upgrade
+    // already under way is told server_restarting, HTTP requests get 503.
+    void stop_accepting();
+
     // lws callback (public for the C trampoline).
     int callback(lws *wsi, int reason, void *user, void *in, size_t len);
 
   private:
     int on_http(lws *wsi, const char *uri);
-    void respond(lws *wsi, HttpResponse response);
-    void respond_text(lws *wsi, int status, const std::string &text, HttpHeaders headers = {});
-    void respond_json(lws *wsi, int status, const std::string &json, HttpHeaders headers = {});
+    int on_peer_close(lws *wsi, Connection *conn, const unsigned char *payload, size_t length);
+    bool refuse_unmasked(Connection &conn);
+    void respond(lws *wsi, HttpResponse response, bool close_after = false);
     int write_http(lws *wsi);
     void serve_page(lws *wsi);
-    void sign_in_anonymously(lws *wsi);
+    HttpResponse sign_in_anonymously(lws *wsi);
     void forget_http(lws *wsi);
     int on_filter(lws *wsi, Connection **slot);
     int on_receive(Connection &conn, const void *in, size_t len);
@@ -118,6 +128,7 @@ class Server {
     ServerHandler &handler_;
     lws_context *context_ = nullptr;
     uint64_t next_id_ = 1;
+    bool stopping_ = false;  // stop_accepting() was called
     std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
     std::unordered_set<lws *> health_waiters_;   // waiting for the next pass
     std::unordered_set<lws *> sign_in_waiters_;  // reading a request body first

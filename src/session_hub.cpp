@@ -556,12 +556,7 @@ void SessionHub::close_session_connections(const std::string &session_id) {
 }
 
 void SessionHub::announce_restart() {
-    server_->for_each([this](Connection &conn) {
-        // Jitter spreads the reconnects of many clients.
-        int retry_after_ms = 1000 + static_cast<int>(random() % 2000);
-        server_->send(conn, frames::server_restarting(retry_after_ms));
-        server_->close(conn, kCloseRestart, "server restarting");
-    });
+    server_->for_each([this](Connection &conn) { server_->tell_to_come_back(conn); });
 }
 
 }  // namespace rws

@@ -219,10 +219,11 @@ static void serve(Database &db) {
         }
     }
 
-    // Shutdown: commit and answer what clients already sent, end running
-    // generations as interrupted (without waiting on any upstream), deliver
-    // it all, then tell every client to come back, and give the close frames
-    // a moment.
+    // Shutdown: accept nothing new, commit and answer what clients already
+    // sent, end running generations as interrupted (without waiting on any
+    // upstream), deliver it all, then tell every client to come back, and
+    // give the close frames a moment.
+    server.stop_accepting();
     uv_run(&loop, UV_RUN_NOWAIT);
     hub.pass();
     generations.interrupt_all();
