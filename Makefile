@@ -26,11 +26,16 @@ OBJS = \
 
 PG_CONFIG ?= pg_config
 
-PG_CPPFLAGS = -Isrc
+# Postgres's own headers are included as system headers: they are not clean
+# under -Wconversion, and their warnings are not ours to fix.
+PG_CPPFLAGS = -Isrc -isystem $(shell $(PG_CONFIG) --includedir-server)
 # -MMD -MP: rebuild objects when a header they include changes (PGXS alone
 # does not track headers, and a stale object with an old struct layout is a
-# silent memory bug).
-PG_CXXFLAGS = -std=c++17 -Wno-register -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -MMD -MP
+# silent memory bug). Warnings are errors (WERROR= turns that off, e.g. for a
+# newer compiler with new warnings).
+WERROR ?= -Werror
+PG_CXXFLAGS = -std=c++17 -Wno-register -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+	-Wshadow -Wconversion $(WERROR) -MMD -MP
 SHLIB_LINK  = -lwebsockets -luv -lcurl -lssl -lcrypto -lstdc++
 
 # pg_regress: inputs in test/sql, expected output in the top-level expected/
@@ -65,3 +70,13 @@ uninstall-chat-page:
 	rmdir '$(CHAT_PAGE_DIR)' 2>/dev/null || true
 .PHONY: install-chat-page uninstall-chat-page
 
+
+# Style (.clang-format, Debian's clang-format 14): `make format` rewrites the
+# sources, `make format-check` (run by test/run.sh) fails on any difference.
+FORMAT_SOURCES = $(wildcard src/*.cpp src/*.hpp test/unit/*.cpp test/fuzz/*.cpp)
+CLANG_FORMAT ?= clang-format
+format:
+	$(CLANG_FORMAT) -i $(FORMAT_SOURCES)
+format-check:
+	$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_SOURCES)
+.PHONY: format format-check

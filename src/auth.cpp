@@ -131,14 +131,14 @@ static bool audience_matches(const Json &claims, const std::string &audience) {
     return false;
 }
 
-TokenCheck verify_token(const std::string &token, const std::string &secret, const std::string &audience,
-                        int64_t now) {
+TokenCheck verify_token(const std::string &token, const std::string &secret, const std::string &audience, int64_t now) {
     try {
         if (secret.empty()) return fail("resumable_ws.jwt_secret is not set");
         if (token.empty() || token.size() > kMaxTokenSize) return fail("missing or oversized token");
         size_t first = token.find('.');
         size_t second = first == std::string::npos ? first : token.find('.', first + 1);
-        if (first == std::string::npos || second == std::string::npos || token.find('.', second + 1) != std::string::npos)
+        if (first == std::string::npos || second == std::string::npos ||
+            token.find('.', second + 1) != std::string::npos)
             return fail("malformed token");
 
         std::string header_json, claims_json, signature;
@@ -192,7 +192,8 @@ std::string sign_token(const std::string &user_id, int64_t ttl_seconds, const st
     Json claims = {{"sub", user_id}, {"role", "authenticated"}, {"iat", now}, {"exp", now + ttl_seconds}};
     if (!audience.empty()) claims["aud"] = audience;
     if (anonymous) claims["is_anonymous"] = true;
-    std::string signed_part = base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url_encode(claims.dump());
+    std::string signed_part =
+        base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url_encode(claims.dump());
     std::string mac = hmac_sha256(secret, signed_part.data(), signed_part.size());
     if (mac.size() != kHs256Size) throw std::runtime_error("HMAC-SHA256 failed");
     return signed_part + "." + base64url_encode(mac);

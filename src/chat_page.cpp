@@ -32,8 +32,8 @@ static std::string element_source(const std::string &html, const std::string &ta
 
 std::string ChatPage::policy_for(const std::string &html) {
     // connect-src 'self' covers ws:// and wss:// on the page's own host.
-    return "default-src 'none'; script-src " + element_source(html, "script") +
-           "; style-src " + element_source(html, "style") +
+    return "default-src 'none'; script-src " + element_source(html, "script") + "; style-src " +
+           element_source(html, "style") +
            "; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
            "frame-ancestors 'none'";
 }
@@ -41,8 +41,7 @@ std::string ChatPage::policy_for(const std::string &html) {
 bool ChatPage::load() {
     struct stat info;
     if (path_.empty() || stat(path_.c_str(), &info) != 0) return false;
-    if (size_ == info.st_size && mtime_.tv_sec == info.st_mtim.tv_sec &&
-        mtime_.tv_nsec == info.st_mtim.tv_nsec)
+    if (size_ == info.st_size && mtime_.tv_sec == info.st_mtim.tv_sec && mtime_.tv_nsec == info.st_mtim.tv_nsec)
         return true;
     std::ifstream file(path_, std::ios::binary);
     if (!file) return false;

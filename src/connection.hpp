@@ -33,9 +33,9 @@ struct Connection {
     // Session binding, set once the session is opened (after commit).
     enum class State { Opening, Ready, Closing } state = State::Opening;
     std::string session_id;
-    std::string live_row_id;         // ws_live_connections.connection_id
-    int64_t cursor = 0;              // newest event id queued to this connection
-    bool replaying = false;          // replay_done still owed
+    std::string live_row_id;  // ws_live_connections.connection_id
+    int64_t cursor = 0;       // newest event id queued to this connection
+    bool replaying = false;   // replay_done still owed
     // Paced: events wait in the log until the queue is below this many
     // bytes (0: not waiting). Normally Server::feed_limit(); 1 (empty) before
     // an event too large to share the send buffer with anything.
@@ -45,10 +45,10 @@ struct Connection {
     // Outgoing frames, each with LWS_PRE bytes of headroom in front.
     std::deque<std::string> out_queue;
     size_t out_bytes = 0;
-    bool front_oversized = false;    // out_queue.front() is one event larger than the buffer, sent alone
-    int close_code = 0;              // sent once out_queue is empty
+    bool front_oversized = false;  // out_queue.front() is one event larger than the buffer, sent alone
+    int close_code = 0;            // sent once out_queue is empty
     std::string close_reason;
-    bool close_sent = false;         // our close frame is out; awaiting the peer's
+    bool close_sent = false;  // our close frame is out; awaiting the peer's
     Clock::time_point close_requested_at;
     bool ping_due = false;
 

@@ -25,9 +25,9 @@ struct StatementText {
 //
 // Frames are built by Postgres so that payload (jsonb) is emitted as is and
 // every string is escaped by one JSON writer.
-#define EVENT_FRAME_SQL \
-    "pg_catalog.json_build_object('type', 'event', 'id', e.id, 'event_type', e.event_type, "     \
-    "'payload', e.payload, 'created_at', "                                                      \
+#define EVENT_FRAME_SQL                                                                      \
+    "pg_catalog.json_build_object('type', 'event', 'id', e.id, 'event_type', e.event_type, " \
+    "'payload', e.payload, 'created_at', "                                                   \
     "pg_catalog.to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
 static const StatementText kStatements[] = {
     /* kExtensionInstalled */
@@ -177,7 +177,9 @@ bool EventLog::extension_installed() {
     return run(kExtensionInstalled, {}).at(0).at(0) != "0";
 }
 
-void EventLog::clear_live_connections() { run(kClearLiveConnections, {}); }
+void EventLog::clear_live_connections() {
+    run(kClearLiveConnections, {});
+}
 
 SessionRow EventLog::get_session(const std::string &session_id) {
     SessionRow row;
@@ -194,11 +196,11 @@ std::string EventLog::create_session(const std::string &user_id) {
     return run(kCreateSession, {user_id.c_str()}).at(0).at(0);
 }
 
-std::string EventLog::add_live_connection(const std::string &session_id, const std::string &user_id,
-                                          int worker_pid, const std::string &remote_addr) {
+std::string EventLog::add_live_connection(const std::string &session_id, const std::string &user_id, int worker_pid,
+                                          const std::string &remote_addr) {
     std::string pid = std::to_string(worker_pid);
-    return run(kAddLiveConnection, {session_id.c_str(), user_id.c_str(), pid.c_str(),
-                                    remote_addr.empty() ? nullptr : remote_addr.c_str()})
+    return run(kAddLiveConnection,
+               {session_id.c_str(), user_id.c_str(), pid.c_str(), remote_addr.empty() ? nullptr : remote_addr.c_str()})
         .at(0)
         .at(0);
 }
@@ -215,8 +217,8 @@ LockResult EventLog::lock_session(const std::string &session_id, int64_t &last_e
     return LockResult::Locked;
 }
 
-bool EventLog::find_idempotency_key(const std::string &session_id, const std::string &key,
-                                    int64_t &event_id, std::string &content) {
+bool EventLog::find_idempotency_key(const std::string &session_id, const std::string &key, int64_t &event_id,
+                                    std::string &content) {
     Rows rows = run(kFindIdempotencyKey, {session_id.c_str(), key.c_str()});
     if (rows.empty()) return false;
     event_id = std::stoll(rows[0][0]);
@@ -230,8 +232,7 @@ void EventLog::insert_event(const std::string &session_id, int64_t id, const std
     run(kInsertEvent, {session_id.c_str(), id_text.c_str(), event_type.c_str(), payload_json.c_str()});
 }
 
-void EventLog::insert_idempotency_key(const std::string &session_id, const std::string &key,
-                                      int64_t event_id) {
+void EventLog::insert_idempotency_key(const std::string &session_id, const std::string &key, int64_t event_id) {
     std::string id_text = std::to_string(event_id);
     run(kInsertIdempotencyKey, {session_id.c_str(), key.c_str(), id_text.c_str()});
 }
@@ -241,7 +242,9 @@ void EventLog::set_last_event_id(const std::string &session_id, int64_t last_eve
     run(kSetLastEventId, {session_id.c_str(), id_text.c_str()});
 }
 
-void EventLog::ping_database() { run(kPing, {}); }
+void EventLog::ping_database() {
+    run(kPing, {});
+}
 
 // A Postgres array literal of quoted elements: data, never SQL text.
 template <typename Items, typename Field>

@@ -63,16 +63,16 @@ class EventLog {
 
     SessionRow get_session(const std::string &session_id);
     std::string create_session(const std::string &user_id);
-    std::string add_live_connection(const std::string &session_id, const std::string &user_id,
-                                    int worker_pid, const std::string &remote_addr);
+    std::string add_live_connection(const std::string &session_id, const std::string &user_id, int worker_pid,
+                                    const std::string &remote_addr);
     void remove_live_connection(const std::string &connection_id);
 
     // Takes the session row lock without waiting: Busy if another
     // transaction holds it. On Locked, last_event_id and active are set.
     LockResult lock_session(const std::string &session_id, int64_t &last_event_id, bool &active);
     // The event an idempotency key produced, with that message's content.
-    bool find_idempotency_key(const std::string &session_id, const std::string &key,
-                              int64_t &event_id, std::string &content);
+    bool find_idempotency_key(const std::string &session_id, const std::string &key, int64_t &event_id,
+                              std::string &content);
     void insert_event(const std::string &session_id, int64_t id, const std::string &event_type,
                       const std::string &payload_json);
     void insert_idempotency_key(const std::string &session_id, const std::string &key, int64_t event_id);

@@ -13,7 +13,9 @@ namespace rws {
 
 using Json = nlohmann::ordered_json;
 
-static std::string dump(const Json &json) { return json.dump(-1, ' ', false, Json::error_handler_t::replace); }
+static std::string dump(const Json &json) {
+    return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
 
 static const char kInterruptedMessage[] = "the server restarted during this answer";
 
@@ -25,10 +27,14 @@ constexpr size_t kDoneEventReserve = 256;
 // output and nlohmann's dump write it: raw UTF-8, short escapes, \u00XX).
 static size_t json_escaped_size(unsigned char c) {
     switch (c) {
-        case '"': case '\\': case '\b': case '\f': case '\n': case '\r': case '\t':
-            return 2;
-        default:
-            return c < 0x20 ? 6 : 1;
+        case '"':
+        case '\\':
+        case '\b':
+        case '\f':
+        case '\n':
+        case '\r':
+        case '\t': return 2;
+        default: return c < 0x20 ? 6 : 1;
     }
 }
 
@@ -57,7 +63,7 @@ struct Generations::Plan {
     std::vector<std::function<void()>> after_commit;
     std::vector<std::string> written_sessions;
     std::unordered_set<std::string> settled_sessions;  // locked or gone: status known
-    bool busy = false;  // some session was locked by another transaction
+    bool busy = false;                                 // some session was locked by another transaction
 };
 
 uint64_t Generations::enqueue(const std::string &session_id, int64_t reply_to, const std::string &message_id) {
@@ -145,9 +151,7 @@ void Generations::apply_updates() {
         if (!g.started || g.has_end) continue;  // the first end wins (cancel vs done)
         work_pending_ = true;
         switch (update.kind) {
-            case LlmUpdate::Kind::Delta:
-                g.pending += update.text;
-                break;
+            case LlmUpdate::Kind::Delta: g.pending += update.text; break;
             case LlmUpdate::Kind::Done:
                 g.has_end = true;
                 g.end = End{false, update.text, {}};
@@ -216,8 +220,7 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
     std::unordered_set<std::string> wanted(check_status_.begin(), check_status_.end());
     for (const auto &entry : generations_) {
         const Generation &g = entry.second;
-        if (to_start.count(g.id) || g.cancel_requested || g.has_end || !g.pending.empty())
-            wanted.insert(g.session_id);
+        if (to_start.count(g.id) || g.cancel_requested || g.has_end || !g.pending.empty()) wanted.insert(g.session_id);
     }
     if (wanted.empty()) return;
     std::vector<std::string> ids(wanted.begin(), wanted.end());
@@ -303,8 +306,8 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
         // max_event_size is cut off, as a model's own length limit would.
         size_t content_room = event_size_limit() - kDoneEventReserve;
         size_t content_json_size = g.content_json_size;
-        size_t written = prefix_that_fits(g.pending, content_room - std::min(content_room, content_json_size),
-                                          content_json_size);
+        size_t written =
+            prefix_that_fits(g.pending, content_room - std::min(content_room, content_json_size), content_json_size);
         if (written < g.pending.size() && !(has_end && end.error)) {
             has_end = true;
             end = End{false, "length", {}};
@@ -318,9 +321,9 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
                        Json{{"message_id", g.message_id}, {"code", end.reason}, {"message", end.message}});
                 set_status("error");
             } else {
-                append("assistant_done", Json{{"message_id", g.message_id},
-                                              {"content", g.content + delta},
-                                              {"finish_reason", end.reason}});
+                append(
+                    "assistant_done",
+                    Json{{"message_id", g.message_id}, {"content", g.content + delta}, {"finish_reason", end.reason}});
                 set_status("done");
             }
         }

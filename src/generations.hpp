@@ -24,9 +24,7 @@ class Generations {
   public:
     Generations(Database &db, LlmClient &llm) : db_(db), llm_(llm) {}
     // Called after a commit that appended events to a session.
-    void on_events_written(std::function<void(const std::string &)> callback) {
-        events_written_ = std::move(callback);
-    }
+    void on_events_written(std::function<void(const std::string &)> callback) { events_written_ = std::move(callback); }
 
     // Worker start: generations a crash or restart cut off end as
     // interrupted; queued ones are queued again. Returns false on failure.
@@ -61,13 +59,13 @@ class Generations {
         std::string session_id;
         int64_t reply_to = 0;
         std::string message_id;
-        bool started = false;          // assistant_started committed, upstream running
+        bool started = false;  // assistant_started committed, upstream running
         bool cancel_requested = false;
-        bool has_end = false;          // the answer is over; not yet written
+        bool has_end = false;  // the answer is over; not yet written
         End end;
-        std::string content;  // text written as deltas so far
+        std::string content;           // text written as deltas so far
         size_t content_json_size = 0;  // content's size as a JSON string
-        std::string pending;  // text received, not yet written
+        std::string pending;           // text received, not yet written
     };
     struct Plan;
 
@@ -83,15 +81,15 @@ class Generations {
     std::function<void(const std::string &)> events_written_;
 
     uint64_t next_id_ = 1;
-    std::map<uint64_t, Generation> generations_;  // by id: enqueue order
+    std::map<uint64_t, Generation> generations_;                         // by id: enqueue order
     std::unordered_map<std::string, std::vector<uint64_t>> by_session_;  // in order
-    std::unordered_set<std::string> check_status_;  // sessions to re-read
-    size_t running_ = 0;          // started, not yet removed
-    bool may_start_ = false;      // a slot or a session's turn may have freed
-    bool work_pending_ = false;   // something to write or check
-    bool shutting_down_ = false;  // start nothing more
-    bool retry_soon_ = false;  // a session was locked by another transaction
-    bool failing_ = false;     // last write failed: back off
+    std::unordered_set<std::string> check_status_;                       // sessions to re-read
+    size_t running_ = 0;                                                 // started, not yet removed
+    bool may_start_ = false;                                             // a slot or a session's turn may have freed
+    bool work_pending_ = false;                                          // something to write or check
+    bool shutting_down_ = false;                                         // start nothing more
+    bool retry_soon_ = false;                                            // a session was locked by another transaction
+    bool failing_ = false;                                               // last write failed: back off
     std::vector<LlmUpdate> updates_;
 };
 

@@ -29,7 +29,8 @@ static bool is_base64_of_16_bytes(const std::string &key) {
     if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
     for (size_t i = 0; i < 22; i++) {
         char c = key[i];
-        bool base64 = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+        bool base64 =
+            (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
         if (!base64) return false;
     }
     char last = key[21];

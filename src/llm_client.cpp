@@ -109,7 +109,9 @@ static int on_timer(CURLM *, long timeout_ms, void *user) noexcept {
     return 0;
 }
 
-static LlmClock::time_point from_ns(int64_t ns) { return LlmClock::time_point(std::chrono::nanoseconds(ns)); }
+static LlmClock::time_point from_ns(int64_t ns) {
+    return LlmClock::time_point(std::chrono::nanoseconds(ns));
+}
 
 LlmClient::LlmClient(int wake_fd) : wake_fd_(wake_fd) {
     curl_init_once();
@@ -238,9 +240,7 @@ static bool on_event(LlmClient::Transfer &t, const std::string &event) {
                 return false;
             }
             return true;
-        case CompletionChunk::Kind::Done:
-            t.finish(LlmUpdate::Kind::Done, "stop");
-            return false;
+        case CompletionChunk::Kind::Done: t.finish(LlmUpdate::Kind::Done, "stop"); return false;
         case CompletionChunk::Kind::Error:
             fprintf(stderr, "resumable_ws: generation %llu: the model provider reported an error (%s)\n",
                     static_cast<unsigned long long>(t.request.id),
@@ -341,10 +341,8 @@ static bool transport_failure_is_retryable(CURLcode code) {
         case CURLE_RECV_ERROR:
         case CURLE_GOT_NOTHING:
         case CURLE_PARTIAL_FILE:
-        case CURLE_SSL_CONNECT_ERROR:
-            return true;
-        default:
-            return false;
+        case CURLE_SSL_CONNECT_ERROR: return true;
+        default: return false;
     }
 }
 
@@ -373,7 +371,8 @@ static void on_attempt_done(CURLM *multi, LlmClient::Transfer &t, CURLcode resul
         // Nothing but oddities, or no event at all (a server that ignored
         // stream: true and sent plain JSON): not an answer.
         if (!t.got_token && (t.malformed > 0 || t.events_seen == 0)) {
-            t.finish(LlmUpdate::Kind::Error, "bad_response", "the model provider sent a response that could not be read");
+            t.finish(LlmUpdate::Kind::Error, "bad_response",
+                     "the model provider sent a response that could not be read");
             return;
         }
         t.finish(LlmUpdate::Kind::Done, "stop");
@@ -398,8 +397,8 @@ static void on_attempt_done(CURLM *multi, LlmClient::Transfer &t, CURLcode resul
     } else {
         retryable = transport_failure_is_retryable(result);
         code = "unavailable";
-        message = t.got_token ? "the connection to the model provider broke"
-                              : "the model provider could not be reached";
+        message =
+            t.got_token ? "the connection to the model provider broke" : "the model provider could not be reached";
         fprintf(stderr, "resumable_ws: generation %llu: request failed: %s\n", id, curl_easy_strerror(result));
     }
 
@@ -561,7 +560,6 @@ void LlmClient::serve() {
             }
         }
     }
-
 }
 
 }  // namespace rws

@@ -16,12 +16,12 @@
 namespace rws {
 
 struct LlmRequest {
-    uint64_t id = 0;             // the worker's generation handle
-    bool echo = false;           // offline provider: stream echo_answer_pieces()
-    std::string echo_message;    // echo: the user message
-    std::string url;             // …/chat/completions
-    std::string api_key;         // empty: no Authorization header
-    std::string body;            // the JSON request
+    uint64_t id = 0;           // the worker's generation handle
+    bool echo = false;         // offline provider: stream echo_answer_pieces()
+    std::string echo_message;  // echo: the user message
+    std::string url;           // …/chat/completions
+    std::string api_key;       // empty: no Authorization header
+    std::string body;          // the JSON request
     long connect_timeout_ms = 10000;
     long idle_timeout_ms = 60000;  // longest silence between bytes
     int max_retries = 3;           // before the first token only
@@ -67,7 +67,7 @@ class LlmClient {
     void post(LlmUpdate update);
     void notify_thread();
 
-    int wake_fd_;           // the worker's eventfd
+    int wake_fd_;            // the worker's eventfd
     void *multi_ = nullptr;  // CURLM*, used only by the thread
     // The thread waits in epoll on curl's sockets (O(active) per wake, where
     // curl_multi_poll is O(transfers)) and on its own eventfd, written by

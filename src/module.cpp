@@ -42,11 +42,10 @@ static void register_worker() {
 
 extern "C" void _PG_init(void) {
     if (!process_shared_preload_libraries_in_progress)
-        ereport(ERROR,
-                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                 errmsg("resumable_ws can only be loaded via shared_preload_libraries"),
-                 errhint("Add resumable_ws to shared_preload_libraries in postgresql.conf "
-                         "and restart the server.")));
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("resumable_ws can only be loaded via shared_preload_libraries"),
+                        errhint("Add resumable_ws to shared_preload_libraries in postgresql.conf "
+                                "and restart the server.")));
 
     rws::define_settings();
     rws::register_commit_callback();

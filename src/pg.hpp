@@ -20,8 +20,7 @@ namespace rws {
 // A Postgres ERROR caught by pg_guard, carried as a C++ exception.
 class PgError : public std::runtime_error {
   public:
-    PgError(const std::string &message, int sqlerrcode)
-        : std::runtime_error(message), sqlerrcode_(sqlerrcode) {}
+    PgError(const std::string &message, int sqlerrcode) : std::runtime_error(message), sqlerrcode_(sqlerrcode) {}
     int sqlerrcode() const { return sqlerrcode_; }
 
   private:

@@ -76,8 +76,7 @@ ClientFrame parse_client_frame(const std::string &text) {
 
 namespace frames {
 
-std::string ready(const std::string &session_id, int64_t last_event_id, bool resumed,
-                  int heartbeat_interval_ms) {
+std::string ready(const std::string &session_id, int64_t last_event_id, bool resumed, int heartbeat_interval_ms) {
     return dump(json{{"type", "ready"},
                      {"session_id", session_id},
                      {"last_event_id", last_event_id},
@@ -90,10 +89,8 @@ std::string error(const std::string &code, const std::string &message) {
 }
 
 std::string ack(const std::string &idempotency_key, int64_t event_id, bool duplicate) {
-    return dump(json{{"type", "ack"},
-                     {"idempotency_key", idempotency_key},
-                     {"event_id", event_id},
-                     {"duplicate", duplicate}});
+    return dump(
+        json{{"type", "ack"}, {"idempotency_key", idempotency_key}, {"event_id", event_id}, {"duplicate", duplicate}});
 }
 
 std::string pong(json fields) {
@@ -109,7 +106,9 @@ std::string server_restarting(int retry_after_ms) {
     return dump(json{{"type", "server_restarting"}, {"retry_after_ms", retry_after_ms}});
 }
 
-std::string session_closed() { return dump(json{{"type", "session_closed"}}); }
+std::string session_closed() {
+    return dump(json{{"type", "session_closed"}});
+}
 
 }  // namespace frames
 }  // namespace rws

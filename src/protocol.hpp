@@ -13,12 +13,12 @@ enum class ClientFrameType { Invalid, Ping, Resume, UserMessage, Cancel, Auth };
 
 struct ClientFrame {
     ClientFrameType type = ClientFrameType::Invalid;
-    std::string error;          // Invalid: what is wrong, for the error frame
-    nlohmann::ordered_json fields;     // Ping: the object, echoed back as pong
-    int64_t last_event_id = 0;  // Resume
-    std::string content;        // UserMessage
-    std::string idempotency_key;  // UserMessage (canonical UUID)
-    std::string token;          // Auth
+    std::string error;              // Invalid: what is wrong, for the error frame
+    nlohmann::ordered_json fields;  // Ping: the object, echoed back as pong
+    int64_t last_event_id = 0;      // Resume
+    std::string content;            // UserMessage
+    std::string idempotency_key;    // UserMessage (canonical UUID)
+    std::string token;              // Auth
 };
 
 ClientFrame parse_client_frame(const std::string &text);
@@ -27,8 +27,7 @@ ClientFrame parse_client_frame(const std::string &text);
 bool parse_event_id(const std::string &text, int64_t &out);
 
 namespace frames {
-std::string ready(const std::string &session_id, int64_t last_event_id, bool resumed,
-                  int heartbeat_interval_ms);
+std::string ready(const std::string &session_id, int64_t last_event_id, bool resumed, int heartbeat_interval_ms);
 std::string error(const std::string &code, const std::string &message);
 std::string ack(const std::string &idempotency_key, int64_t event_id, bool duplicate);
 std::string pong(nlohmann::ordered_json fields);

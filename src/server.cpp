@@ -21,8 +21,7 @@
 
 namespace rws {
 
-static int callback_trampoline(lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                               size_t len) {
+static int callback_trampoline(lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
     auto *server = static_cast<Server *>(lws_context_user(lws_get_context(wsi)));
     if (server == nullptr) return lws_callback_http_dummy(wsi, reason, user, in, len);
     try {
@@ -73,8 +72,10 @@ void Server::start() {
     if (getenv("RWS_LWS_DEBUG")) levels |= LLL_NOTICE | LLL_INFO | LLL_DEBUG;
     lws_set_log_level(levels, log_from_lws);
     if (!lws_frame_probe::init())
-        fprintf(stderr, "resumable_ws: unmasked client frames are not detected with libwebsockets %s "
-                        "(only Debian 12's 4.1.6 is known)\n", lws_get_library_version());
+        fprintf(stderr,
+                "resumable_ws: unmasked client frames are not detected with libwebsockets %s "
+                "(only Debian 12's 4.1.6 is known)\n",
+                lws_get_library_version());
 
     lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -85,7 +86,8 @@ void Server::start() {
     info.user = this;
     info.port = CONTEXT_PORT_NO_LISTEN;
     context_ = lws_create_context(&info);
-    if (context_ == nullptr) throw std::runtime_error("lws_create_context failed (is libwebsockets-evlib-uv installed?)");
+    if (context_ == nullptr)
+        throw std::runtime_error("lws_create_context failed (is libwebsockets-evlib-uv installed?)");
 
     auto addresses = split_addresses(settings.listen_addresses ? settings.listen_addresses : "");
     if (addresses.empty()) throw std::runtime_error("resumable_ws.listen_addresses is empty");
@@ -97,8 +99,8 @@ void Server::start() {
         vhost.vhost_name = "resumable_ws";
         // HTTP/1.1 only: lws 4.1.6's HTTP/2 has an open HPACK CVE.
         vhost.alpn = "http/1.1";
-        vhost.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                        LWS_SERVER_OPTION_LIBUV;
+        vhost.options =
+            LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_LIBUV;
         std::string iface = address;
         if (iface == "localhost") iface = "127.0.0.1";
         if (iface == "*") {
@@ -112,7 +114,9 @@ void Server::start() {
     }
 }
 
-size_t Server::feed_limit() { return static_cast<size_t>(settings.max_send_buffer) / 4; }
+size_t Server::feed_limit() {
+    return static_cast<size_t>(settings.max_send_buffer) / 4;
+}
 
 size_t Server::message_limit() {
     return std::min(static_cast<size_t>(settings.max_message_size), event_size_limit());
@@ -160,8 +164,7 @@ void Server::close(Connection &conn, int code, const std::string &reason) {
     lws_callback_on_writable(conn.wsi);
 }
 
-void Server::fail(Connection &conn, const std::string &error_code, const std::string &message,
-                  int close_code) {
+void Server::fail(Connection &conn, const std::string &error_code, const std::string &message, int close_code) {
     send(conn, frames::error(error_code, message));
     close(conn, close_code, error_code);
 }
@@ -254,8 +257,9 @@ void Server::answer_health(bool database_ok) {
     // lws's buffer, which 4.1.6 does not serve reliably after a deferred
     // answer: this connection closes after it (probes open a new one anyway).
     for (lws *wsi : health_waiters_)
-        respond(wsi, json_response(database_ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body,
-                                   {{"connection", "close"}}),
+        respond(wsi,
+                json_response(database_ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body,
+                              {{"connection", "close"}}),
                 /*close_after=*/true);
     health_waiters_.clear();
 }
@@ -274,8 +278,8 @@ int Server::write_http(lws *wsi) {
         response.headers_sent = true;
         std::vector<unsigned char> buffer(LWS_PRE + 4096);
         unsigned char *start = buffer.data() + LWS_PRE, *p = start, *end = buffer.data() + buffer.size() - 1;
-        if (lws_add_http_common_headers(wsi, response.status, response.content_type.c_str(),
-                                        response.body.size(), &p, end))
+        if (lws_add_http_common_headers(wsi, response.status, response.content_type.c_str(), response.body.size(), &p,
+                                        end))
             return -1;
         response.headers.emplace_back("x-content-type-options", "nosniff");  // on every answer
         for (const auto &header : response.headers) {
@@ -342,7 +346,8 @@ HttpResponse Server::sign_in_anonymously(lws *wsi) {
     lws_get_peer_simple(wsi, peer, sizeof(peer));
     int retry_after_s = 0;
     if (!sign_in_limiter_.allow(peer, settings.anonymous_sign_ins_per_minute, Clock::now(), retry_after_s))
-        return json_response(429, "{\"error\":\"rate_limited\",\"retry_after\":" + std::to_string(retry_after_s) + "}\n",
+        return json_response(429,
+                             "{\"error\":\"rate_limited\",\"retry_after\":" + std::to_string(retry_after_s) + "}\n",
                              {{"retry-after", std::to_string(retry_after_s)}});
     std::string user_id = random_uuid();
     int64_t ttl = settings.anonymous_token_ttl_s;
@@ -406,14 +411,15 @@ int Server::on_http(lws *wsi, const char *uri) {
     std::string framing = framing_error(wsi);
     if (!framing.empty()) return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST, framing));
     if (stopping_)
-        return answer_and_close(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "the server is restarting",
-                                                   {{"retry-after", "1"}}));
+        return answer_and_close(
+            wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "the server is restarting", {{"retry-after", "1"}}));
     bool sign_in = path == "/auth/anonymous" && is_post && settings.anonymous_sign_in;
     std::string content_length = header_text(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
     if (content_length.find_first_not_of(" \t0") != std::string::npos) {
         // Only sign-in takes a body (and ignores it): it is read to its end,
         // then answered (sign_in_waiters_).
-        if (!sign_in) return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST, "this request takes no body"));
+        if (!sign_in)
+            return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST, "this request takes no body"));
         if (content_length.size() > 5)  // 100 kB or more: not worth reading
             return answer_and_close(wsi, text_response(HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "request body too large"));
         sign_in_waiters_.insert(wsi);
@@ -466,18 +472,18 @@ int Server::on_filter(lws *wsi, Connection **slot) {
     // A body (none belongs here) would be read as WebSocket frames.
     std::string framing = framing_error(wsi);
     HeaderValues content_length = header_values(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    if (!framing.empty() || (!content_length.empty() && content_length[0].find_first_not_of(" \t0") != std::string::npos))
-        return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST,
-                                                   framing.empty() ? "an upgrade request has no body" : framing));
+    if (!framing.empty() ||
+        (!content_length.empty() && content_length[0].find_first_not_of(" \t0") != std::string::npos))
+        return answer_and_close(
+            wsi, text_response(HTTP_STATUS_BAD_REQUEST, framing.empty() ? "an upgrade request has no body" : framing));
     switch (check_upgrade(header_values(wsi, WSI_TOKEN_VERSION), header_values(wsi, WSI_TOKEN_KEY))) {
         case UpgradeCheck::UnsupportedVersion:
-            return answer_and_close(wsi, text_response(426, "only WebSocket version 13 is supported",
-                                                       {{"sec-websocket-version", "13"}}));
+            return answer_and_close(
+                wsi, text_response(426, "only WebSocket version 13 is supported", {{"sec-websocket-version", "13"}}));
         case UpgradeCheck::BadKey:
-            return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST,
-                                                       "Sec-WebSocket-Key must be the base64 of 16 bytes"));
-        case UpgradeCheck::Ok:
-            break;
+            return answer_and_close(
+                wsi, text_response(HTTP_STATUS_BAD_REQUEST, "Sec-WebSocket-Key must be the base64 of 16 bytes"));
+        case UpgradeCheck::Ok: break;
     }
     if (connections_.size() >= static_cast<size_t>(settings.max_connections))
         return answer_and_close(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "too many connections"));
@@ -653,8 +659,9 @@ void Server::stop_accepting() {
     // lws_vhost_destroy never completes while connections are bound.)
     lws_context_deprecate(context_, nullptr);
     for (lws *wsi : health_waiters_)
-        respond(wsi, json_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "{\"status\":\"restarting\",\"database\":false}\n",
-                                   {{"connection", "close"}}),
+        respond(wsi,
+                json_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "{\"status\":\"restarting\",\"database\":false}\n",
+                              {{"connection", "close"}}),
                 /*close_after=*/true);
     health_waiters_.clear();
 }
@@ -665,22 +672,16 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
     Connection *conn = slot ? *slot : nullptr;
 
     switch (reason) {
-        case LWS_CALLBACK_HTTP:
-            return on_http(wsi, static_cast<const char *>(in));
-        case LWS_CALLBACK_HTTP_WRITEABLE:
-            return write_http(wsi);
-        case LWS_CALLBACK_HTTP_BODY:
-            return 0;  // nothing to keep: no endpoint reads a body
+        case LWS_CALLBACK_HTTP: return on_http(wsi, static_cast<const char *>(in));
+        case LWS_CALLBACK_HTTP_WRITEABLE: return write_http(wsi);
+        case LWS_CALLBACK_HTTP_BODY: return 0;  // nothing to keep: no endpoint reads a body
         case LWS_CALLBACK_HTTP_BODY_COMPLETION:
             // Called more than once for one body by lws 4.1.6: answer once.
             // At once, and then close: see answer_and_close.
             if (sign_in_waiters_.erase(wsi)) return answer_and_close(wsi, sign_in_anonymously(wsi));
             return 0;
-        case LWS_CALLBACK_CLOSED_HTTP:
-            forget_http(wsi);
-            break;
-        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-            return slot ? on_filter(wsi, slot) : 1;
+        case LWS_CALLBACK_CLOSED_HTTP: forget_http(wsi); break;
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: return slot ? on_filter(wsi, slot) : 1;
         case LWS_CALLBACK_ESTABLISHED:
             if (conn == nullptr) return 0;
             // Upgraded during shutdown (accepted before the listening
@@ -690,15 +691,13 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
             else
                 handler_.on_open(*conn);
             return 0;
-        case LWS_CALLBACK_RECEIVE:
-            return conn ? on_receive(*conn, in, len) : -1;
+        case LWS_CALLBACK_RECEIVE: return conn ? on_receive(*conn, in, len) : -1;
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
             return on_peer_close(wsi, conn, static_cast<const unsigned char *>(in), len);
         case LWS_CALLBACK_RECEIVE_PONG:
             if (conn && !refuse_unmasked(*conn)) conn->last_received = Clock::now();
             return 0;
-        case LWS_CALLBACK_SERVER_WRITEABLE:
-            return conn ? on_writeable(*conn) : 0;
+        case LWS_CALLBACK_SERVER_WRITEABLE: return conn ? on_writeable(*conn) : 0;
         case LWS_CALLBACK_CLOSED:
         case LWS_CALLBACK_WSI_DESTROY:
             if (conn) {
@@ -709,8 +708,7 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
             }
             if (reason == LWS_CALLBACK_WSI_DESTROY) forget_http(wsi);
             return 0;
-        default:
-            break;
+        default: break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }

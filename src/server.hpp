@@ -91,8 +91,7 @@ class Server {
     // Answers a malformed frame with bad_request; many in a row close 1008.
     void reject_frame(Connection &conn, const std::string &message);
     // Sends an error frame, then closes.
-    void fail(Connection &conn, const std::string &error_code, const std::string &message,
-              int close_code);
+    void fail(Connection &conn, const std::string &error_code, const std::string &message, int close_code);
 
     // Pings, closes silent connections and those whose token expired.
     void tick(Clock::time_point now, int64_t unix_now);
@@ -130,8 +129,8 @@ class Server {
     uint64_t next_id_ = 1;
     bool stopping_ = false;  // stop_accepting() was called
     std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
-    std::unordered_set<lws *> health_waiters_;   // waiting for the next pass
-    std::unordered_set<lws *> sign_in_waiters_;  // reading a request body first
+    std::unordered_set<lws *> health_waiters_;                // waiting for the next pass
+    std::unordered_set<lws *> sign_in_waiters_;               // reading a request body first
     std::unordered_map<lws *, HttpResponse> http_responses_;  // being written
     ChatPage page_;
     SignInLimiter sign_in_limiter_;

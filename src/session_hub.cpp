@@ -82,22 +82,17 @@ void SessionHub::dispatch(Connection &conn, const std::string &text) {
     conn.consecutive_bad_frames = 0;
 
     switch (frame.type) {
-        case ClientFrameType::Ping:
-            server_->send(conn, frames::pong(std::move(frame.fields)));
-            break;
+        case ClientFrameType::Ping: server_->send(conn, frames::pong(std::move(frame.fields))); break;
         case ClientFrameType::Auth: {
             TokenCheck check = check_token(frame.token);
             if (!check.ok || check.user_id != conn.user_id) {
-                server_->fail(conn, "unauthorized", "invalid token, or a token of another user",
-                              kCloseUnauthorized);
+                server_->fail(conn, "unauthorized", "invalid token, or a token of another user", kCloseUnauthorized);
                 break;
             }
             conn.token_expires_at = check.expires_at;
             break;
         }
-        case ClientFrameType::Cancel:
-            generations_.cancel(conn.session_id);
-            break;
+        case ClientFrameType::Cancel: generations_.cancel(conn.session_id); break;
         case ClientFrameType::Resume: {
             Request request{Request::Kind::Resume};
             request.conn_id = conn.id;
@@ -115,8 +110,7 @@ void SessionHub::dispatch(Connection &conn, const std::string &text) {
             enqueue(std::move(request));
             break;
         }
-        case ClientFrameType::Invalid:
-            break;
+        case ClientFrameType::Invalid: break;
     }
 }
 
@@ -152,8 +146,7 @@ void SessionHub::sessions_changed(const std::vector<Wake> &wakes, bool overflowe
     char text[37];
     for (const Wake &wake : wakes) {
         const unsigned char *b = wake.session_id;
-        snprintf(text, sizeof(text),
-                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+        snprintf(text, sizeof(text), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
                  b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
         std::string session_id(text);
         if (wake.closed) generations_.session_may_be_closed(session_id);
@@ -239,18 +232,10 @@ void SessionHub::handle(EventLog &log, const Request &request, Batch &batch) {
         return;
     }
     switch (request.kind) {
-        case Request::Kind::Open:
-            handle_open(log, request, batch);
-            break;
-        case Request::Kind::UserMessage:
-            handle_user_message(log, request, batch);
-            break;
-        case Request::Kind::Resume:
-            handle_resume(log, request, batch);
-            break;
-        case Request::Kind::Detach:
-            log.remove_live_connection(request.live_row_id);
-            break;
+        case Request::Kind::Open: handle_open(log, request, batch); break;
+        case Request::Kind::UserMessage: handle_user_message(log, request, batch); break;
+        case Request::Kind::Resume: handle_resume(log, request, batch); break;
+        case Request::Kind::Detach: log.remove_live_connection(request.live_row_id); break;
     }
 }
 
@@ -272,8 +257,7 @@ void SessionHub::handle_open(EventLog &log, const Request &request, Batch &batch
         if (row.user_id != request.user_id) {
             batch.after_commit.push_back([this, conn_id]() {
                 if (Connection *conn = server_->find(conn_id))
-                    server_->fail(*conn, "forbidden", "this session belongs to another user",
-                                  kCloseForbidden);
+                    server_->fail(*conn, "forbidden", "this session belongs to another user", kCloseForbidden);
             });
             return;
         }
@@ -282,15 +266,14 @@ void SessionHub::handle_open(EventLog &log, const Request &request, Batch &batch
     } else {
         session_id = log.create_session(request.user_id);
     }
-    std::string live_row_id =
-        log.add_live_connection(session_id, request.user_id, worker_pid_, request.remote_addr);
+    std::string live_row_id = log.add_live_connection(session_id, request.user_id, worker_pid_, request.remote_addr);
     batch.after_commit.push_back([this, conn_id, session_id, live_row_id, head, resumed]() {
         become_ready(conn_id, session_id, live_row_id, head, resumed);
     });
 }
 
-void SessionHub::become_ready(uint64_t conn_id, const std::string &session_id,
-                              const std::string &live_row_id, int64_t head, bool resumed) {
+void SessionHub::become_ready(uint64_t conn_id, const std::string &session_id, const std::string &live_row_id,
+                              int64_t head, bool resumed) {
     Connection *conn = server_->find(conn_id);
     if (conn == nullptr || conn->state != Connection::State::Opening) {
         Request detach{Request::Kind::Detach};
@@ -308,8 +291,7 @@ void SessionHub::become_ready(uint64_t conn_id, const std::string &session_id,
     if (conn->has_cursor_param) {
         int64_t cursor = 0;
         if (!parse_event_id(conn->cursor_param, cursor) || cursor > head) {
-            server_->send(*conn, frames::error("invalid_cursor",
-                                               "last_event_id is beyond the session's newest event"));
+            server_->send(*conn, frames::error("invalid_cursor", "last_event_id is beyond the session's newest event"));
         } else {
             conn->cursor = cursor;
             conn->replaying = true;
@@ -336,11 +318,8 @@ void SessionHub::handle_user_message(EventLog &log, const Request &request, Batc
             batch.deferred.push_back(request);
             batch.deferred_sessions.insert(session_id);
             return;
-        case LockResult::Missing:
-            active = false;
-            break;
-        case LockResult::Locked:
-            break;
+        case LockResult::Missing: active = false; break;
+        case LockResult::Locked: break;
     }
     if (!active) {
         batch.after_commit.push_back([this, conn_id]() {
@@ -360,8 +339,8 @@ void SessionHub::handle_user_message(EventLog &log, const Request &request, Batc
             if (same)
                 server_->send(*conn, frames::ack(key, original_id, true));
             else
-                server_->send(*conn, frames::error("idempotency_conflict",
-                                                   "this idempotency_key was used with other content"));
+                server_->send(
+                    *conn, frames::error("idempotency_conflict", "this idempotency_key was used with other content"));
         });
         return;
     }
@@ -404,8 +383,7 @@ void SessionHub::handle_resume(EventLog &log, const Request &request, Batch &bat
         Connection *conn = server_->find(conn_id);
         if (conn == nullptr || conn->state != Connection::State::Ready) return;
         if (cursor > head) {
-            server_->send(*conn, frames::error("invalid_cursor",
-                                               "last_event_id is beyond the session's newest event"));
+            server_->send(*conn, frames::error("invalid_cursor", "last_event_id is beyond the session's newest event"));
             return;
         }
         conn->cursor = cursor;
@@ -428,8 +406,7 @@ std::function<void()> SessionHub::failure_answer(const Request &request) {
                 if (Connection *conn = server_->find(conn_id))
                     server_->send(*conn, frames::error("internal_error", "the request failed; retry it"));
             };
-        case Request::Kind::Detach:
-            break;
+        case Request::Kind::Detach: break;
     }
     return []() {};
 }
@@ -483,8 +460,7 @@ void SessionHub::deliver() {
         }
     });
     // Sessions no one watches any more need no reading.
-    for (auto it = dirty_.begin(); it != dirty_.end();)
-        it = sessions_.count(*it) ? std::next(it) : dirty_.erase(it);
+    for (auto it = dirty_.begin(); it != dirty_.end();) it = sessions_.count(*it) ? std::next(it) : dirty_.erase(it);
 }
 
 SessionHub::Readers SessionHub::ready_readers(const std::string &session_id, Session &session) {

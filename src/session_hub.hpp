@@ -23,11 +23,11 @@ namespace rws {
 struct Request {
     enum class Kind { Open, UserMessage, Resume, Detach } kind;
     uint64_t conn_id = 0;
-    std::string session_id;   // UserMessage, Resume; Open: the requested one (may be empty)
-    std::string user_id;      // Open
-    std::string remote_addr;  // Open
-    std::string live_row_id;  // Detach
-    std::string content;      // UserMessage
+    std::string session_id;       // UserMessage, Resume; Open: the requested one (may be empty)
+    std::string user_id;          // Open
+    std::string remote_addr;      // Open
+    std::string live_row_id;      // Detach
+    std::string content;          // UserMessage
     std::string idempotency_key;  // UserMessage
     int64_t last_event_id = 0;    // Resume
 };
@@ -78,8 +78,8 @@ class SessionHub : public ServerHandler {
     void handle_resume(EventLog &log, const Request &request, Batch &batch);
     std::function<void()> failure_answer(const Request &request);
 
-    void become_ready(uint64_t conn_id, const std::string &session_id, const std::string &live_row_id,
-                      int64_t head, bool resumed);
+    void become_ready(uint64_t conn_id, const std::string &session_id, const std::string &live_row_id, int64_t head,
+                      bool resumed);
     // The connections of a session that can take events now, and the
     // smallest cursor among them.
     struct Readers {
@@ -103,8 +103,8 @@ class SessionHub : public ServerHandler {
     std::vector<Request> requests_;
     bool requests_deferred_only_ = false;  // every queued request waits on a lock
     std::unordered_map<std::string, Session> sessions_;
-    std::unordered_set<std::string> dirty_;          // may have events past some cursor
-    std::unordered_set<std::string> maybe_closed_;   // re-check status
+    std::unordered_set<std::string> dirty_;         // may have events past some cursor
+    std::unordered_set<std::string> maybe_closed_;  // re-check status
     bool health_requested_ = false;
     bool delivery_failing_ = false;  // back off instead of spinning on errors
 };

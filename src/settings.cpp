@@ -17,103 +17,89 @@ static const struct config_enum_entry llm_provider_options[] = {
 };
 
 void define_settings() {
-    DefineCustomStringVariable(
-        "resumable_ws.listen_addresses", "Addresses the WebSocket/HTTP server binds.",
-        "Comma-separated host names or IP addresses; '*' for all.",
-        &settings.listen_addresses, "localhost", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "resumable_ws.port", "TCP port of the WebSocket/HTTP server.", nullptr, &settings.port,
-        8787, 1, 65535, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
-    DefineCustomStringVariable(
-        "resumable_ws.database", "Database whose resumable_ws schema the worker serves.", nullptr,
-        &settings.database, "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.listen_addresses", "Addresses the WebSocket/HTTP server binds.",
+                               "Comma-separated host names or IP addresses; '*' for all.", &settings.listen_addresses,
+                               "localhost", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("resumable_ws.port", "TCP port of the WebSocket/HTTP server.", nullptr, &settings.port,
+                            8787, 1, 65535, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.database", "Database whose resumable_ws schema the worker serves.",
+                               nullptr, &settings.database, "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 
-    DefineCustomStringVariable(
-        "resumable_ws.jwt_secret", "HS256 key that client tokens are signed with.",
-        "The raw secret string, as Supabase's JWT secret.", &settings.jwt_secret, "",
-        PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, nullptr, nullptr, nullptr);
-    DefineCustomStringVariable(
-        "resumable_ws.jwt_audience", "Required aud claim of client tokens; empty: not checked.",
-        nullptr, &settings.jwt_audience, "authenticated", PGC_SIGHUP, 0, nullptr, nullptr,
-        nullptr);
-    DefineCustomBoolVariable(
-        "resumable_ws.anonymous_sign_in", "Enables POST /auth/anonymous.", nullptr,
-        &settings.anonymous_sign_in, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.jwt_secret", "HS256 key that client tokens are signed with.",
+                               "The raw secret string, as Supabase's JWT secret.", &settings.jwt_secret, "", PGC_SIGHUP,
+                               GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.jwt_audience", "Required aud claim of client tokens; empty: not checked.",
+                               nullptr, &settings.jwt_audience, "authenticated", PGC_SIGHUP, 0, nullptr, nullptr,
+                               nullptr);
+    DefineCustomBoolVariable("resumable_ws.anonymous_sign_in", "Enables POST /auth/anonymous.", nullptr,
+                             &settings.anonymous_sign_in, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "resumable_ws.anonymous_sign_ins_per_minute", "Anonymous sign-ins allowed per client address per minute.",
         "Up to this many at once, then this many a minute; IPv6 addresses count per /64. More get HTTP 429.",
         &settings.anonymous_sign_ins_per_minute, 30, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "resumable_ws.anonymous_token_ttl", "Lifetime of the tokens POST /auth/anonymous issues.",
-        "When a token expires its anonymous user cannot come back: a new sign-in is a new user.",
-        &settings.anonymous_token_ttl_s, 24 * 3600, 60, 365 * 24 * 3600, PGC_SIGHUP, GUC_UNIT_S, nullptr,
-        nullptr, nullptr);
+    DefineCustomIntVariable("resumable_ws.anonymous_token_ttl", "Lifetime of the tokens POST /auth/anonymous issues.",
+                            "When a token expires its anonymous user cannot come back: a new sign-in is a new user.",
+                            &settings.anonymous_token_ttl_s, 24 * 3600, 60, 365 * 24 * 3600, PGC_SIGHUP, GUC_UNIT_S,
+                            nullptr, nullptr, nullptr);
 
     DefineCustomEnumVariable(
         "resumable_ws.llm_provider", "Where generations come from: openai, echo (offline demo) or none.",
-        "none: user messages are stored and acknowledged, and nothing answers them.", &settings.llm_provider, LLM_PROVIDER_OPENAI, llm_provider_options, PGC_SIGHUP,
-        0, nullptr, nullptr, nullptr);
-    DefineCustomStringVariable(
-        "resumable_ws.llm_base_url", "Base URL of the OpenAI-compatible API.",
-        "/chat/completions is appended.", &settings.llm_base_url, "https://api.openai.com/v1",
-        PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomStringVariable(
-        "resumable_ws.llm_api_key", "Bearer key for the LLM API.",
-        "When empty, the postmaster's OPENAI_API_KEY environment variable.",
-        &settings.llm_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, nullptr,
-        nullptr, nullptr);
-    DefineCustomStringVariable(
-        "resumable_ws.llm_model", "Model name sent upstream.", nullptr, &settings.llm_model,
-        "gpt-4o-mini", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomStringVariable(
-        "resumable_ws.llm_system_prompt", "System message sent first in every upstream request.",
-        "Empty: none.", &settings.llm_system_prompt, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "resumable_ws.llm_context_messages", "Earlier user and assistant messages sent upstream as context.",
-        nullptr, &settings.llm_context_messages, 20, 0, 1000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "resumable_ws.llm_max_concurrency", "Generations streaming at once; the rest wait in order.",
-        nullptr, &settings.llm_max_concurrency, 100, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "resumable_ws.llm_connect_timeout", "Time allowed to connect to the LLM API.", nullptr,
-        &settings.llm_connect_timeout_ms, 10000, 100, 600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
-        nullptr);
+        "none: user messages are stored and acknowledged, and nothing answers them.", &settings.llm_provider,
+        LLM_PROVIDER_OPENAI, llm_provider_options, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.llm_base_url", "Base URL of the OpenAI-compatible API.",
+                               "/chat/completions is appended.", &settings.llm_base_url, "https://api.openai.com/v1",
+                               PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.llm_api_key", "Bearer key for the LLM API.",
+                               "When empty, the postmaster's OPENAI_API_KEY environment variable.",
+                               &settings.llm_api_key, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, nullptr,
+                               nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.llm_model", "Model name sent upstream.", nullptr, &settings.llm_model,
+                               "gpt-4o-mini", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.llm_system_prompt", "System message sent first in every upstream request.",
+                               "Empty: none.", &settings.llm_system_prompt, "", PGC_SIGHUP, 0, nullptr, nullptr,
+                               nullptr);
+    DefineCustomIntVariable("resumable_ws.llm_context_messages",
+                            "Earlier user and assistant messages sent upstream as context.", nullptr,
+                            &settings.llm_context_messages, 20, 0, 1000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("resumable_ws.llm_max_concurrency",
+                            "Generations streaming at once; the rest wait in order.", nullptr,
+                            &settings.llm_max_concurrency, 100, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("resumable_ws.llm_connect_timeout", "Time allowed to connect to the LLM API.", nullptr,
+                            &settings.llm_connect_timeout_ms, 10000, 100, 600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
+                            nullptr, nullptr);
     DefineCustomIntVariable(
         "resumable_ws.llm_idle_timeout", "Longest silence from the LLM API before a generation fails.",
-        "Counted from the request until the first byte, then between bytes.", &settings.llm_idle_timeout_ms,
-        60000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "resumable_ws.llm_max_retries", "Retries of a failed upstream request before its first token.",
-        "Connection failures, 429 and 5xx answers are retried with backoff.", &settings.llm_max_retries, 3, 0,
-        10, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+        "Counted from the request until the first byte, then between bytes.", &settings.llm_idle_timeout_ms, 60000, 100,
+        3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("resumable_ws.llm_max_retries",
+                            "Retries of a failed upstream request before its first token.",
+                            "Connection failures, 429 and 5xx answers are retried with backoff.",
+                            &settings.llm_max_retries, 3, 0, 10, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
-    DefineCustomIntVariable(
-        "resumable_ws.heartbeat_interval", "WebSocket ping interval.",
-        "A connection silent for three intervals is closed.", &settings.heartbeat_interval_ms,
-        10000, 1000, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "resumable_ws.max_message_size", "Largest client message accepted (close 1009 above).",
-        nullptr, &settings.max_message_size, 64 * 1024, 1024, 64 * 1024 * 1024, PGC_SIGHUP,
-        GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "resumable_ws.max_connections", "Most WebSocket connections served at once.",
-        "Upgrades beyond it are refused with HTTP 503.", &settings.max_connections, 10000, 1,
-        1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("resumable_ws.heartbeat_interval", "WebSocket ping interval.",
+                            "A connection silent for three intervals is closed.", &settings.heartbeat_interval_ms,
+                            10000, 1000, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("resumable_ws.max_message_size", "Largest client message accepted (close 1009 above).",
+                            nullptr, &settings.max_message_size, 64 * 1024, 1024, 64 * 1024 * 1024, PGC_SIGHUP,
+                            GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("resumable_ws.max_connections", "Most WebSocket connections served at once.",
+                            "Upgrades beyond it are refused with HTTP 503.", &settings.max_connections, 10000, 1,
+                            1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "resumable_ws.max_send_buffer", "Bytes queued for one connection before it is closed with 4010.",
-        "Events are fed to a connection only while less than a quarter of this is queued.", &settings.max_send_buffer, 4 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024,
-        PGC_SIGHUP, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable(
-        "resumable_ws.max_messages_per_second", "Client messages accepted per connection per second (close 1008 above).",
-        "Bursts of up to twice this are allowed.", &settings.max_messages_per_second, 50, 1,
-        100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+        "Events are fed to a connection only while less than a quarter of this is queued.", &settings.max_send_buffer,
+        4 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("resumable_ws.max_messages_per_second",
+                            "Client messages accepted per connection per second (close 1008 above).",
+                            "Bursts of up to twice this are allowed.", &settings.max_messages_per_second, 50, 1, 100000,
+                            PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "resumable_ws.max_event_size", "Largest event (payload as JSON text plus event_type) that may enter a log.",
         "publish() refuses larger events; answers are cut off (finish_reason length) before they grow larger. "
         "Never more than max_send_buffer less 4 kB.",
-        &settings.max_event_size, 1024 * 1024, 1024, 1024 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE, nullptr,
-        nullptr, nullptr);
+        &settings.max_event_size, 1024 * 1024, 1024, 1024 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE, nullptr, nullptr,
+        nullptr);
 
     MarkGUCPrefixReserved("resumable_ws");
 }

@@ -30,11 +30,11 @@ struct Settings {
     int llm_idle_timeout_ms;
     int llm_max_retries;
     int heartbeat_interval_ms;
-    int max_message_size;       // bytes
+    int max_message_size;  // bytes
     int max_connections;
-    int max_send_buffer;        // bytes queued per connection before close 4010
+    int max_send_buffer;  // bytes queued per connection before close 4010
     int max_messages_per_second;
-    int max_event_size;         // bytes; see event_size_limit()
+    int max_event_size;  // bytes; see event_size_limit()
 };
 
 extern Settings settings;

@@ -11,7 +11,9 @@ namespace rws {
 
 static SharedState *shared = nullptr;
 
-void request_shared_state() { RequestAddinShmemSpace(sizeof(SharedState)); }
+void request_shared_state() {
+    RequestAddinShmemSpace(sizeof(SharedState));
+}
 
 void attach_shared_state() {
     bool found;
@@ -68,8 +70,12 @@ bool drain_wakes(WorkerSlot *slot, std::vector<Wake> &out) {
 // --- backend side -----------------------------------------------------------
 
 static bool worker_process = false;
-bool is_worker_process() { return worker_process; }
-void mark_worker_process() { worker_process = true; }
+bool is_worker_process() {
+    return worker_process;
+}
+void mark_worker_process() {
+    worker_process = true;
+}
 
 // Sessions this transaction changed. Plain static storage: the commit callback
 // runs where allocation is unwelcome, and a transaction rarely touches many.
@@ -133,9 +139,7 @@ static void on_xact_event(XactEvent event, void *) {
             forget_pending();
             break;
         case XACT_EVENT_ABORT:
-        case XACT_EVENT_PARALLEL_ABORT:
-            forget_pending();
-            break;
+        case XACT_EVENT_PARALLEL_ABORT: forget_pending(); break;
         case XACT_EVENT_PRE_PREPARE:
             // COMMIT PREPARED may run in another backend, which would not know
             // to wake the worker: refuse rather than deliver late.
@@ -144,11 +148,12 @@ static void on_xact_event(XactEvent event, void *) {
                             errmsg("resumable_ws: cannot PREPARE a transaction that published events "
                                    "or closed sessions")));
             break;
-        default:
-            break;
+        default: break;
     }
 }
 
-void register_commit_callback() { RegisterXactCallback(on_xact_event, nullptr); }
+void register_commit_callback() {
+    RegisterXactCallback(on_xact_event, nullptr);
+}
 
 }  // namespace rws

@@ -19,7 +19,7 @@ extern "C" {
 
 namespace rws {
 
-constexpr int kMaxWorkers = 4;          // room for one worker per database later
+constexpr int kMaxWorkers = 4;  // room for one worker per database later
 constexpr int kWakeRingSize = 8192;
 
 struct WorkerSlot {

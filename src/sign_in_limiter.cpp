@@ -31,8 +31,7 @@ void SignInLimiter::refill(Bucket &bucket, int per_minute, Clock::time_point now
     bucket.refilled = now;
 }
 
-bool SignInLimiter::allow(const std::string &address, int per_minute, Clock::time_point now,
-                          int &retry_after_s) {
+bool SignInLimiter::allow(const std::string &address, int per_minute, Clock::time_point now, int &retry_after_s) {
     std::string key = address_key(address);
     auto it = buckets_.find(key);
     if (it == buckets_.end()) {

@@ -21,8 +21,7 @@ class SignInLimiter {
     // Takes one sign-in for this address, with buckets of per_minute sign-ins
     // refilled at per_minute a minute. When refused, retry_after_s says
     // when the next one is allowed.
-    bool allow(const std::string &address, int per_minute, Clock::time_point now,
-               int &retry_after_s);
+    bool allow(const std::string &address, int per_minute, Clock::time_point now, int &retry_after_s);
 
     // Forgets addresses whose bucket has refilled (they are as if new).
     void prune(int per_minute, Clock::time_point now);

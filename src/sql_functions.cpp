@@ -78,18 +78,17 @@ extern "C" Datum rws_on_event_insert(PG_FUNCTION_ARGS) {
 extern "C" Datum rws_on_session_close(PG_FUNCTION_ARGS) {
     TriggerData *trigger = row_trigger(fcinfo, "rws_on_session_close");
     HeapTuple row = trigger->tg_newtuple;
-    if (!rws::is_worker_process())
-        rws::wake_at_commit(*DatumGetUUIDP(trigger_column(trigger, row, "id")), true);
+    if (!rws::is_worker_process()) rws::wake_at_commit(*DatumGetUUIDP(trigger_column(trigger, row, "id")), true);
     return PointerGetDatum(row);
 }
 
 // Signs in C++ into a fixed buffer so that no C++ object is alive while
 // Postgres code that may ereport runs.
-static bool sign_into(char *out, size_t out_size, const char *user_id, int64 ttl_seconds,
-                      char *error, size_t error_size) {
+static bool sign_into(char *out, size_t out_size, const char *user_id, int64 ttl_seconds, char *error,
+                      size_t error_size) {
     try {
-        std::string token = rws::sign_token(user_id, ttl_seconds, rws::settings.jwt_secret,
-                                            rws::settings.jwt_audience, time(nullptr));
+        std::string token =
+            rws::sign_token(user_id, ttl_seconds, rws::settings.jwt_secret, rws::settings.jwt_audience, time(nullptr));
         if (token.size() + 1 > out_size) throw std::runtime_error("token too long");
         memcpy(out, token.c_str(), token.size() + 1);
         return true;
@@ -107,15 +106,13 @@ extern "C" Datum rws_sign_token(PG_FUNCTION_ARGS) {
     Interval *ttl = PG_GETARG_INTERVAL_P(1);
 
     if (rws::settings.jwt_secret == nullptr || rws::settings.jwt_secret[0] == '\0')
-        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("resumable_ws.jwt_secret is not set"),
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg("resumable_ws.jwt_secret is not set"),
                         errhint("Set it in postgresql.conf or with ALTER SYSTEM, then reload.")));
 
     int64 ttl_seconds = (ttl->time / USECS_PER_SEC) + (int64)ttl->day * SECS_PER_DAY +
                         (int64)ttl->month * DAYS_PER_MONTH * SECS_PER_DAY;
     if (ttl_seconds <= 0 || ttl_seconds > (int64)366 * SECS_PER_DAY)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("ttl must be positive and at most 366 days")));
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("ttl must be positive and at most 366 days")));
 
     char *user_text = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(user_id)));
     char token[4096];

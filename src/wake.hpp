@@ -6,7 +6,7 @@ namespace rws {
 
 struct Wake {
     unsigned char session_id[16];  // pg_uuid_t's bytes
-    bool closed;  // hint: the session may have been closed (worker re-checks)
+    bool closed;                   // hint: the session may have been closed (worker re-checks)
 };
 
 }  // namespace rws

@@ -88,8 +88,7 @@ static bool wait_for_extension(Database &db) {
         db.transact([&](EventLog &log) { installed = log.extension_installed(); });
         if (installed) return true;
         if (!announced) {
-            elog(LOG, "resumable_ws: waiting for CREATE EXTENSION resumable_ws in database \"%s\"",
-                 settings.database);
+            elog(LOG, "resumable_ws: waiting for CREATE EXTENSION resumable_ws in database \"%s\"", settings.database);
             announced = true;
         }
         // CREATE EXTENSION wakes the latch; the timeout covers a missed wake.
@@ -158,16 +157,17 @@ static void serve(Database &db) {
     // retried rather than crash-looping the worker.
     for (bool announced = false; !generations.recover();) {
         if (!announced)
-            elog(LOG, "resumable_ws: cannot read resumable_ws.ws_generations yet; retrying (an extension "
-                      "created by an older build of this library needs DROP EXTENSION and CREATE EXTENSION)");
+            elog(LOG,
+                 "resumable_ws: cannot read resumable_ws.ws_generations yet; retrying (an extension "
+                 "created by an older build of this library needs DROP EXTENSION and CREATE EXTENSION)");
         announced = true;
         if (!pause(1000)) return;
     }
     llm.start();
     raise_file_limit();
     server.start();
-    elog(LOG, "resumable_ws: serving ws://%s:%d/ws for database \"%s\"", settings.listen_addresses,
-         settings.port, settings.database);
+    elog(LOG, "resumable_ws: serving ws://%s:%d/ws for database \"%s\"", settings.listen_addresses, settings.port,
+         settings.database);
 
     WaitEventSet *wait_set = nullptr;
     pg_guard([&]() noexcept {
@@ -184,8 +184,8 @@ static void serve(Database &db) {
         // Sleep no longer than libuv's next timer, pending work, or the
         // once-a-second heartbeat/expiry tick allow.
         auto now = Clock::now();
-        long timeout = std::max<long>(
-            0, std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now).count());
+        long timeout =
+            std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now).count());
         int uv_timeout = uv_backend_timeout(&loop);
         if (uv_timeout >= 0) timeout = std::min<long>(timeout, uv_timeout);
         int hub_timeout = hub.idle_timeout_ms();
@@ -264,8 +264,7 @@ extern "C" void rws_worker_main(Datum) {
         // Nothing may unwind into the postmaster's C frames.
         strlcpy(failure, "unknown exception", sizeof(failure));
     }
-    if (failure[0] != '\0')
-        ereport(FATAL, (errmsg("resumable_ws: worker stopped: %s", failure)));
+    if (failure[0] != '\0') ereport(FATAL, (errmsg("resumable_ws: worker stopped: %s", failure)));
     // Exit code 1: the postmaster starts the worker again (unless it is
     // shutting down itself).
     proc_exit(1);

@@ -21,8 +21,8 @@ const int64_t kNow = time(nullptr);
 std::string base64url(const std::string &data) {
     std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
     int n = EVP_EncodeBlock(reinterpret_cast<unsigned char *>(&out[0]),
-                            reinterpret_cast<const unsigned char *>(data.data()), data.size());
-    out.resize(n);
+                            reinterpret_cast<const unsigned char *>(data.data()), static_cast<int>(data.size()));
+    out.resize(static_cast<size_t>(n));
     for (char &c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
     while (!out.empty() && out.back() == '=') out.pop_back();
     return out;
@@ -31,7 +31,7 @@ std::string base64url(const std::string &data) {
 std::string hs256(const std::string &key, const std::string &data) {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int length = 0;
-    HMAC(EVP_sha256(), key.data(), key.size(), reinterpret_cast<const unsigned char *>(data.data()),
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char *>(data.data()),
          data.size(), mac, &length);
     return std::string(reinterpret_cast<char *>(mac), length);
 }
@@ -76,8 +76,7 @@ TEST(Auth, AlteredClaimsAreRejected) {
     std::string good = token(claims());
     auto other = claims();
     other["sub"] = "11111111-1111-1111-1111-111111111111";
-    std::string forged = good.substr(0, good.find('.') + 1) + base64url(other.dump()) +
-                         good.substr(good.rfind('.'));
+    std::string forged = good.substr(0, good.find('.') + 1) + base64url(other.dump()) + good.substr(good.rfind('.'));
     EXPECT_FALSE(check(forged).ok);
 }
 
@@ -142,9 +141,8 @@ TEST(Auth, NumericDatesMustBeFiniteNumbersInRange) {
     // 1e308 once went through an out-of-range double -> int64 conversion.
     const std::string sub = "\"sub\":\"" + kUser + "\",\"aud\":\"authenticated\"";
     const std::string exp = "\"exp\":" + std::to_string(kNow + 600);
-    for (std::string bad : {"\"nbf\":1e308", "\"nbf\":-1e308", "\"nbf\":-1", "\"iat\":1e308",
-                                   "\"iat\":\"now\"", "\"nbf\":null", "\"iat\":[1]", "\"nbf\":18446744073709551615",
-                                   "\"nbf\":253402300800"}) {
+    for (std::string bad : {"\"nbf\":1e308", "\"nbf\":-1e308", "\"nbf\":-1", "\"iat\":1e308", "\"iat\":\"now\"",
+                            "\"nbf\":null", "\"iat\":[1]", "\"nbf\":18446744073709551615", "\"nbf\":253402300800"}) {
         std::string claims = "{" + sub + "," + exp + "," + bad + "}";
         EXPECT_FALSE(check(signed_token(R"({"alg":"HS256"})", claims)).ok) << bad;
     }
@@ -153,8 +151,8 @@ TEST(Auth, NumericDatesMustBeFiniteNumbersInRange) {
         EXPECT_FALSE(check(signed_token(R"({"alg":"HS256"})", claims)).ok) << bad_exp;
     }
     // Fractions are fine (RFC 7519 §2 allows them); expires_at is the second.
-    std::string claims = "{" + sub + ",\"exp\":" + std::to_string(kNow + 600) + ".75,\"iat\":" +
-                         std::to_string(kNow) + ".5,\"nbf\":0}";
+    std::string claims =
+        "{" + sub + ",\"exp\":" + std::to_string(kNow + 600) + ".75,\"iat\":" + std::to_string(kNow) + ".5,\"nbf\":0}";
     auto result = check(signed_token(R"({"alg":"HS256"})", claims));
     ASSERT_TRUE(result.ok) << result.reason;
     EXPECT_EQ(result.expires_at, kNow + 600);
@@ -170,10 +168,10 @@ TEST(Auth, ACritHeaderIsRefused) {
 TEST(Auth, OnlyStrictBase64url) {
     std::string good = token(claims());
     EXPECT_TRUE(check(good).ok);
-    EXPECT_FALSE(check(good + "=").ok);           // padding
-    EXPECT_FALSE(check(good + "A").ok);           // a length no encoding has
+    EXPECT_FALSE(check(good + "=").ok);  // padding
+    EXPECT_FALSE(check(good + "A").ok);  // a length no encoding has
     std::string plus = good;
-    plus[plus.rfind('.') + 1] = '+';              // standard base64, not url-safe
+    plus[plus.rfind('.') + 1] = '+';  // standard base64, not url-safe
     EXPECT_FALSE(check(plus).ok);
     EXPECT_FALSE(check(" " + good).ok);
     // Stray bits in the last character of the signature (32 bytes leave its
@@ -190,9 +188,16 @@ TEST(Auth, WrongOrEmptySecretRejects) {
 }
 
 TEST(Auth, GarbageNeverThrows) {
-    const std::vector<std::string> garbage = {
-        "", ".", "..", "...", "a.b.c", "a.b", "%%%.%%%.%%%", std::string(9000, 'a'),
-        base64url("{") + "." + base64url("{}") + ".x", base64url("[]") + "." + base64url("[]") + ".x"};
+    const std::vector<std::string> garbage = {"",
+                                              ".",
+                                              "..",
+                                              "...",
+                                              "a.b.c",
+                                              "a.b",
+                                              "%%%.%%%.%%%",
+                                              std::string(9000, 'a'),
+                                              base64url("{") + "." + base64url("{}") + ".x",
+                                              base64url("[]") + "." + base64url("[]") + ".x"};
     for (const std::string &t : garbage) {
         EXPECT_FALSE(check(t).ok) << t.substr(0, 40);
     }

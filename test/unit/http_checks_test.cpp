@@ -49,7 +49,9 @@ int close_error(const std::string &payload) {
     return rws::close_frame_error(reinterpret_cast<const unsigned char *>(payload.data()), payload.size());
 }
 
-std::string code(int value) { return std::string{static_cast<char>(value >> 8), static_cast<char>(value & 0xff)}; }
+std::string code(int value) {
+    return std::string{static_cast<char>(value >> 8), static_cast<char>(value & 0xff)};
+}
 
 TEST(CloseFrame, ValidOnesAreEchoed) {
     EXPECT_EQ(close_error(""), 0);
@@ -59,7 +61,8 @@ TEST(CloseFrame, ValidOnesAreEchoed) {
 
 TEST(CloseFrame, InvalidOnesGet1002Or1007) {
     EXPECT_EQ(close_error("\x03"), 1002);
-    for (int value : {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535}) EXPECT_EQ(close_error(code(value)), 1002) << value;
+    for (int value : {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535})
+        EXPECT_EQ(close_error(code(value)), 1002) << value;
     EXPECT_EQ(close_error(code(1000) + "\xe2\x82"), 1007);  // cut inside a character
     EXPECT_EQ(close_error(code(1000) + "\xff"), 1007);
 }
@@ -68,7 +71,8 @@ TEST(Utf8, StrictDecoding) {
     auto valid = [](const std::string &s) {
         return rws::is_valid_utf8(reinterpret_cast<const unsigned char *>(s.data()), s.size());
     };
-    for (const char *good : {"", "plain", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf"})
+    for (const char *good :
+         {"", "plain", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf"})
         EXPECT_TRUE(valid(good)) << good;
     for (const char *bad : {"\x80", "\xc0\xaf", "\xc1\xbf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf0\x80\x80\xaf",
                             "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xc3", "\xe2\x82", "\xfe", "\xff"})

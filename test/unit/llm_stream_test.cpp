@@ -57,7 +57,8 @@ TEST(Sse, AnEventWithoutItsBlankLineWaits) {
 }
 
 TEST(Chunk, ContentFinishDoneAndUsage) {
-    auto content = parse_completion_chunk(R"({"choices":[{"delta":{"role":"assistant","content":"Hé 🙂"},"finish_reason":null}]})");
+    auto content = parse_completion_chunk(
+        R"({"choices":[{"delta":{"role":"assistant","content":"Hé 🙂"},"finish_reason":null}]})");
     EXPECT_EQ(content.kind, CompletionChunk::Kind::Content);
     EXPECT_EQ(content.delta, "Hé 🙂");
     EXPECT_EQ(content.finish_reason, "");
@@ -74,7 +75,8 @@ TEST(Chunk, ContentFinishDoneAndUsage) {
 }
 
 TEST(Chunk, ErrorsAndGarbage) {
-    auto error = parse_completion_chunk(R"({"error":{"message":"key sk-123 is wrong","type":"invalid_request_error"}})");
+    auto error =
+        parse_completion_chunk(R"({"error":{"message":"key sk-123 is wrong","type":"invalid_request_error"}})");
     EXPECT_EQ(error.kind, CompletionChunk::Kind::Error);
     EXPECT_EQ(error.error_type, "invalid_request_error");
     for (const char *text : {"", "{", "<html>", "[1,2]", R"({"choices":5})", R"({"object":"x"})", "\"\xff\xfe\""})
@@ -96,8 +98,9 @@ TEST(Echo, PiecesAddUpToADeterministicAnswer) {
         EXPECT_FALSE(piece.empty());
         joined += piece;
     }
-    EXPECT_EQ(joined, "You said: \"hello  wide   world\". This answer comes from the echo provider; set "
-                      "resumable_ws.llm_provider = openai to talk to a model.");
+    EXPECT_EQ(joined,
+              "You said: \"hello  wide   world\". This answer comes from the echo provider; set "
+              "resumable_ws.llm_provider = openai to talk to a model.");
     EXPECT_GT(pieces.size(), 10u);
     EXPECT_EQ(pieces, rws::echo_answer_pieces("hello  wide   world"));
 }
