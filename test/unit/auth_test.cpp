@@ -175,17 +175,19 @@ void expect_all_refused(const std::vector<std::pair<std::string, std::string>> &
 // cpp-jwt's base64 decoder indexes its table with a plain (signed) char:
 // any byte >= 0x80 in the header or claims trips an assert (abort) in builds
 // without NDEBUG, such as the PGXS build of the extension; with NDEBUG it
-// reads before the table. Reached before the signature is checked, from
-// ?token= or Authorization: Bearer, so without any valid token.
-TEST(Auth, BytesOutsideBase64urlAreRefusedWithoutAborting) {
+// reads before the table. Other characters outside base64url inside a group
+// of four (& % = space) left-shift -1: undefined behaviour (UBSan). Reached
+// before the signature is checked, from ?token= or Authorization: Bearer, so
+// without any valid token.
+TEST(Auth, CharactersOutsideBase64urlAreRefusedWithoutAborting) {
     const std::string good = token(claims());
     const size_t payload = good.find('.') + 1, signature = good.rfind('.') + 1;
     std::vector<std::pair<std::string, std::string>> cases;
-    for (size_t at : {size_t{0}, payload, signature, payload + 5})
-        for (char byte : {'\x80', '\xc3', '\xff'}) {
+    for (size_t at : {size_t{1}, payload + 1, payload + 6, signature + 1})
+        for (char c : {'\x80', '\xc3', '\xff', '&', '%', '=', ' '}) {
             std::string bad = good;
-            bad.insert(at, 1, byte);
-            cases.emplace_back("byte " + std::to_string(static_cast<unsigned char>(byte)) + " at " +
+            bad.insert(at, 1, c);
+            cases.emplace_back("byte " + std::to_string(static_cast<unsigned char>(c)) + " at " +
                                    std::to_string(at),
                                bad);
         }
