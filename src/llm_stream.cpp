@@ -88,7 +88,10 @@ CompletionChunk parse_completion_chunk(const std::string &data) {
     if (delta != choice.end() && delta->is_object()) chunk.delta = text_field(*delta, "content");
     chunk.finish_reason = text_field(choice, "finish_reason");
     // jsonb cannot store U+0000: drop it here so stored deltas stay exact.
-    chunk.delta.erase(std::remove(chunk.delta.begin(), chunk.delta.end(), '\0'), chunk.delta.end());
+    // finish_reason is stored too (assistant_done); with a NUL, every pass
+    // writing generations failed and was retried forever (found by fuzzing).
+    for (std::string *text : {&chunk.delta, &chunk.finish_reason})
+        text->erase(std::remove(text->begin(), text->end(), '\0'), text->end());
     return chunk;
 }
 

@@ -33,8 +33,22 @@ static ClientFrame invalid(const std::string &why) {
     return frame;
 }
 
+// nlohmann-json parses iteratively but copies and serialises recursively, and
+// a ping's fields are echoed back: a ping nested ~80,000 deep (a 160 kB frame,
+// possible once max_message_size is raised) overflowed the worker's 8 MB
+// stack. No frame of the protocol needs more than a few levels.
+constexpr int kMaxFrameDepth = 64;
+
 ClientFrame parse_client_frame(const std::string &text) {
-    json object = json::parse(text, nullptr, false);
+    bool too_deep = false;
+    json object = json::parse(
+        text,
+        [&too_deep](int depth, json::parse_event_t, json &) {
+            too_deep = too_deep || depth > kMaxFrameDepth;
+            return !too_deep;  // nothing deeper is kept
+        },
+        false);
+    if (too_deep) return invalid("frame is nested too deeply");
     if (object.is_discarded() || !object.is_object()) return invalid("frame is not a JSON object");
     auto type_it = object.find("type");
     if (type_it == object.end() || !type_it->is_string()) return invalid("frame has no string type");

@@ -89,6 +89,9 @@ TEST(Chunk, ErrorsAndGarbage) {
 TEST(Chunk, NulCharactersAreDropped) {
     auto chunk = parse_completion_chunk(R"({"choices":[{"delta":{"content":"a\u0000b"}}]})");
     EXPECT_EQ(chunk.delta, "ab");
+    // Found by fuzzing: finish_reason goes into assistant_done's jsonb too.
+    chunk = parse_completion_chunk(R"({"choices":[{"delta":{},"finish_reason":"st\u0000op"}]})");
+    EXPECT_EQ(chunk.finish_reason, "stop");
 }
 
 TEST(Echo, PiecesAddUpToADeterministicAnswer) {

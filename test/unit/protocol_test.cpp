@@ -47,6 +47,21 @@ TEST(Protocol, PongEchoesFieldsWithTypeFirst) {
     EXPECT_EQ(rws::frames::pong(ping.fields), R"({"type":"pong","b":2,"a":{"c":[1,"x"]}})");
 }
 
+// Found while writing the frame fuzz target: pings are echoed, and nlohmann
+// serialises recursively, so a deep enough ping overflowed the stack.
+TEST(Protocol, DeeplyNestedFramesAreRefused) {
+    auto nested = [](size_t depth) {
+        return R"({"type":"ping","a":)" + std::string(depth, '[') + std::string(depth, ']') + "}";
+    };
+    auto ping = parse_client_frame(nested(64));
+    ASSERT_EQ(ping.type, ClientFrameType::Ping);
+    EXPECT_EQ(rws::frames::pong(std::move(ping.fields)).size(), nested(64).size());
+    EXPECT_EQ(parse_client_frame(nested(65)).type, ClientFrameType::Invalid);
+    auto deep = parse_client_frame(nested(200000));
+    EXPECT_EQ(deep.type, ClientFrameType::Invalid);
+    EXPECT_EQ(deep.error, "frame is nested too deeply");
+}
+
 TEST(Protocol, ServerFrames) {
     EXPECT_EQ(rws::frames::ready("s", 12, true, 10000),
               R"({"type":"ready","session_id":"s","last_event_id":12,"resumed":true,"heartbeat_interval_ms":10000})");
