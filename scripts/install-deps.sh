@@ -18,7 +18,9 @@ packages=(
 )
 if [ "${1:-}" = "--test" ]; then
   packages+=(
-    cmake libgtest-dev
+    cmake libgtest-dev clang-format
+    # libFuzzer targets (test/fuzz): clang and its sanitizer runtimes
+    clang-14 libclang-rt-14-dev
     python3 python3-pytest python3-websockets python3-psycopg2 python3-jwt
     # the chat page suite drives Debian's Chromium (test/browser)
     chromium

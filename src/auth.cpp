@@ -61,6 +61,7 @@ static bool base64url_decode(const std::string &in, size_t begin, size_t end, st
         if (count >= 8) {
             count -= 8;
             out.push_back(static_cast<char>((bits >> count) & 0xff));
+            bits &= (1u << count) - 1;  // keep only the bits not yet output
         }
     }
     return (bits & ((1u << count) - 1)) == 0;  // leftover bits must be zero
@@ -78,6 +79,7 @@ static std::string base64url_encode(const std::string &in) {
         while (count >= 6) {
             count -= 6;
             out.push_back(kAlphabet[(bits >> count) & 0x3f]);
+            bits &= (1u << count) - 1;
         }
     }
     if (count > 0) out.push_back(kAlphabet[(bits << (6 - count)) & 0x3f]);

@@ -9,10 +9,17 @@ bash scripts/install-deps.sh --test
 make -s -j"$(nproc)"
 make -s install
 
-# C++ unit tests (JWTs, frames, UUIDs): no Postgres needed.
+# The sources are formatted as .clang-format says.
+make -s format-check
+
+# C++ unit tests (JWTs, frames, HTTP checks, UUIDs): no Postgres needed;
+# then the same with AddressSanitizer and UndefinedBehaviorSanitizer, and
+# each libFuzzer target for a few seconds (about a minute in all).
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build --target unit_tests -j"$(nproc)" >/dev/null
 ctest --test-dir build --output-on-failure
+bash test/unit/run_sanitized.sh
+bash test/fuzz/run.sh
 
 # Postgres refuses to run as root: pg_regress runs as postgres, with its
 # output in a directory that user owns.

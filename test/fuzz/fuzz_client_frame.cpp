@@ -50,23 +50,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             FUZZ_CHECK(echoed == expected, "pong echoes the ping's fields");
             break;
         }
-        case rws::ClientFrameType::Resume:
-            FUZZ_CHECK(frame.last_event_id >= 0, "resume cursor is non-negative");
-            break;
+        case rws::ClientFrameType::Resume: FUZZ_CHECK(frame.last_event_id >= 0, "resume cursor is non-negative"); break;
         case rws::ClientFrameType::UserMessage: {
             // Stored as jsonb: non-empty valid UTF-8 without NUL; the key canonical.
             FUZZ_CHECK(!frame.content.empty(), "content is non-empty");
             FUZZ_CHECK(frame.content.find('\0') == std::string::npos, "content has no NUL");
             FUZZ_CHECK(fuzz::is_valid_utf8(frame.content), "content is valid UTF-8");
             std::string canonical;
-            FUZZ_CHECK(rws::parse_uuid(frame.idempotency_key, canonical) &&
-                           canonical == frame.idempotency_key,
+            FUZZ_CHECK(rws::parse_uuid(frame.idempotency_key, canonical) && canonical == frame.idempotency_key,
                        "idempotency key is a canonical UUID");
             break;
         }
         case rws::ClientFrameType::Cancel:
-        case rws::ClientFrameType::Auth:
-            break;
+        case rws::ClientFrameType::Auth: break;
     }
     return 0;
 }

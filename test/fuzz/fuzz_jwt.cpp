@@ -23,8 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(token.substr(last_dot + 1) == fuzz::hs256_signature(token.substr(0, last_dot)),
                "accepted token is signed with the secret");
     std::string canonical;
-    FUZZ_CHECK(rws::parse_uuid(check.user_id, canonical) && canonical == check.user_id,
-               "user id is a canonical UUID");
+    FUZZ_CHECK(rws::parse_uuid(check.user_id, canonical) && canonical == check.user_id, "user id is a canonical UUID");
     FUZZ_CHECK(check.expires_at > fuzz::kNow, "accepted token has not expired");
     return 0;
 }

@@ -242,8 +242,7 @@ TEST(Auth, CharactersOutsideBase64urlAreRefusedWithoutAborting) {
         for (char c : {'\x80', '\xc3', '\xff', '&', '%', '=', ' '}) {
             std::string bad = good;
             bad.insert(at, 1, c);
-            cases.emplace_back("byte " + std::to_string(static_cast<unsigned char>(c)) + " at " +
-                                   std::to_string(at),
+            cases.emplace_back("byte " + std::to_string(static_cast<unsigned char>(c)) + " at " + std::to_string(at),
                                bad);
         }
     expect_all_refused(cases);
