@@ -57,6 +57,7 @@ struct Connection {
 
     // Liveness and abuse limits.
     Clock::time_point last_received;
+    Clock::time_point last_seen_recorded;  // last_received as ws_live_connections.last_seen_at has it
     Clock::time_point last_ping_sent;
     double rate_tokens = 0;
     Clock::time_point rate_refilled;

@@ -122,8 +122,12 @@ static const StatementText kStatements[] = {
      "FROM resumable_ws.ws_events WHERE session_id = $1::uuid AND id <= $2::bigint "
      "AND event_type IN ('user_message', 'assistant_done') ORDER BY id DESC LIMIT $3::integer",
      3},
+    /* kTouchLiveConnections */
+    {"UPDATE resumable_ws.ws_live_connections SET last_seen_at = pg_catalog.now() "
+     "WHERE connection_id = ANY ($1::uuid[])",
+     1},
 };
-static_assert(sizeof(kStatements) / sizeof(kStatements[0]) == 22, "one text per statement");
+static_assert(sizeof(kStatements) / sizeof(kStatements[0]) == 23, "one text per statement");
 
 EventLog::Rows EventLog::run(Statement statement, std::initializer_list<const char *> args) {
     const StatementText &text = kStatements[statement];
@@ -261,6 +265,12 @@ static std::string array_literal(const Items &items, Field field) {
     }
     out.push_back('}');
     return out;
+}
+
+void EventLog::touch_live_connections(const std::vector<std::string> &connection_ids) {
+    if (connection_ids.empty()) return;
+    std::string ids = array_literal(connection_ids, [](const std::string &id) { return id; });
+    run(kTouchLiveConnections, {ids.c_str()});
 }
 
 void EventLog::insert_generation(const std::string &session_id, int64_t reply_to, const std::string &message_id) {

@@ -66,6 +66,8 @@ class EventLog {
     std::string add_live_connection(const std::string &session_id, const std::string &user_id, int worker_pid,
                                     const std::string &remote_addr);
     void remove_live_connection(const std::string &connection_id);
+    // last_seen_at = now() for these ws_live_connections rows.
+    void touch_live_connections(const std::vector<std::string> &connection_ids);
 
     // Takes the session row lock without waiting: Busy if another
     // transaction holds it. On Locked, last_event_id and active are set.
@@ -122,6 +124,7 @@ class EventLog {
         kSetGenerationStatuses,
         kOpenGenerations,
         kLoadContext,
+        kTouchLiveConnections,
         kStatementCount
     };
     using Rows = std::vector<std::vector<std::string>>;

@@ -531,6 +531,22 @@ void SessionHub::close_session_connections(const std::string &session_id) {
     }
 }
 
+void SessionHub::record_last_seen(Clock::time_point now) {
+    if (now - last_seen_written_ < 3 * std::chrono::milliseconds(settings.heartbeat_interval_ms)) return;
+    last_seen_written_ = now;
+    std::vector<std::string> seen;
+    std::vector<Connection *> touched;
+    for (auto &entry : sessions_)
+        for (Connection *conn : entry.second.connections)
+            if (!conn->live_row_id.empty() && conn->last_received > conn->last_seen_recorded) {
+                seen.push_back(conn->live_row_id);
+                touched.push_back(conn);
+            }
+    if (seen.empty()) return;
+    if (db_.transact([&](EventLog &log) { log.touch_live_connections(seen); }))
+        for (Connection *conn : touched) conn->last_seen_recorded = conn->last_received;
+}
+
 void SessionHub::announce_restart() {
     server_->for_each([this](Connection &conn) { server_->tell_to_come_back(conn); });
 }

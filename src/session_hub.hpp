@@ -57,6 +57,11 @@ class SessionHub : public ServerHandler {
     // SIGTERM: tell every client to come back later, and close with 1012.
     void announce_restart();
 
+    // Once a second: every three heartbeat intervals (when a silent
+    // connection is closed anyway), one statement moves last_seen_at of the
+    // connections that sent anything since.
+    void record_last_seen(Clock::time_point now);
+
   private:
     struct Session {
         std::vector<Connection *> connections;
@@ -107,6 +112,7 @@ class SessionHub : public ServerHandler {
     std::unordered_set<std::string> maybe_closed_;  // re-check status
     bool health_requested_ = false;
     bool delivery_failing_ = false;  // back off instead of spinning on errors
+    Clock::time_point last_seen_written_;
 };
 
 }  // namespace rws

@@ -215,6 +215,7 @@ static void serve(Database &db) {
         now = Clock::now();
         if (now >= next_tick) {
             server.tick(now, time(nullptr));
+            hub.record_last_seen(now);
             next_tick = now + std::chrono::seconds(1);
         }
     }

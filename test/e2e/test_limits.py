@@ -109,3 +109,18 @@ async def test_connection_limit_and_reload_keeps_connections(cluster):
         await c.close()
     cluster.sql("ALTER SYSTEM RESET ALL")
     cluster.sql("SELECT pg_reload_conf()")
+
+
+@run
+async def test_last_seen_at_follows_a_live_client(cluster):
+    """ws_live_connections.last_seen_at (the seed's column) moves while the
+    client answers pings: written every three heartbeat intervals."""
+    client = await cluster.new_session()
+
+    def seen():
+        rows = cluster.sql("SELECT connected_at, last_seen_at FROM resumable_ws.ws_live_connections "
+                           "WHERE session_id = %s", (client.session_id,))
+        return rows[0] if rows else None
+    connected_at, _ = cluster.wait_for(seen, what="the live connection row")
+    cluster.wait_for(lambda: seen()[1] > connected_at, timeout=10, what="last_seen_at to move")
+    await client.close()
