@@ -311,6 +311,14 @@ class RawClient:
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
         assert head.startswith(b"HTTP/1.1 101"), head
 
+    @classmethod
+    def ready(cls, cluster):
+        """A raw client of a new session, past its ready frame."""
+        client = cls(cluster, make_token(str(uuid.uuid4())))
+        opcode, payload = next(client.frames())
+        assert opcode == 1 and json.loads(payload)["type"] == "ready"
+        return client
+
     def send_frame(self, opcode, payload, masked=True, fin=True):
         """Sends one frame as given (clients must mask; tests may not)."""
         import os as _os

@@ -5,11 +5,10 @@ import json
 import os
 import random
 import socket
-import uuid
 
 import pytest
 
-from harness import RawClient, make_token
+from harness import RawClient
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -17,22 +16,15 @@ def worker_pid_before(cluster):
     return cluster.worker_pid()
 
 
-def raw(cluster):
-    client = RawClient(cluster, make_token(str(uuid.uuid4())))
-    opcode, payload = next(client.frames())
-    assert opcode == 1 and json.loads(payload)["type"] == "ready"
-    return client
-
-
 def test_invalid_utf8_text_is_closed_1007(cluster):
-    client = raw(cluster)
+    client = RawClient.ready(cluster)
     client.send_frame(1, b'{"type":"ping","x":"\xff\xfe"}')
     assert client.close_code() == 1007
     client.close()
 
 
 def test_oversized_control_frame_is_refused(cluster):
-    client = raw(cluster)
+    client = RawClient.ready(cluster)
     client.send_frame(9, b"x" * 200)  # pings may carry at most 125 bytes
     assert client.close_code() in (1002, None)
     client.close()
@@ -41,7 +33,7 @@ def test_oversized_control_frame_is_refused(cluster):
 def test_random_bytes_after_handshake(cluster):
     rng = random.Random(7)
     for _ in range(20):
-        client = raw(cluster)
+        client = RawClient.ready(cluster)
         try:
             client.sock.sendall(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 3000))))
             client.sock.shutdown(socket.SHUT_WR)
@@ -87,7 +79,7 @@ def test_handshakes_dropped_halfway(cluster):
 
 
 def test_worker_survived_everything(cluster, worker_pid_before):
-    client = raw(cluster)
+    client = RawClient.ready(cluster)
     client.send_frame(1, b'{"type":"ping"}')
     opcode, payload = next(client.frames())
     assert json.loads(payload) == {"type": "pong"}

@@ -96,13 +96,6 @@ def test_an_upgrade_with_a_body_gets_400(cluster):
 
 # --- masking ------------------------------------------------------------------
 
-def ready_client(cluster):
-    client = RawClient(cluster, make_token(str(uuid.uuid4())))
-    opcode, payload = next(client.frames())
-    assert opcode == 1 and json.loads(payload)["type"] == "ready"
-    return client
-
-
 def close_of(client):
     """The server's close frame (code, reason) and whether one came at all."""
     try:
@@ -114,7 +107,7 @@ def close_of(client):
 
 
 def test_masked_frames_are_served(cluster):
-    client = ready_client(cluster)
+    client = RawClient.ready(cluster)
     client.send_frame(1, b'{"type":"ping","n":1}')
     assert json.loads(next(client.frames())[1]) == {"type": "pong", "n": 1}
     client.close()
@@ -128,7 +121,7 @@ def test_masked_frames_are_served(cluster):
     [(8, (1000).to_bytes(2, "big"), False, True)],            # a close
 ], ids=["text", "empty", "continuation", "pong", "close"])
 def test_an_unmasked_client_frame_is_closed_1002(cluster, frames):
-    client = ready_client(cluster)
+    client = RawClient.ready(cluster)
     for opcode, payload, masked, fin in frames:
         client.send_frame(opcode, payload, masked=masked, fin=fin)
     code, _ = close_of(client)
@@ -149,7 +142,7 @@ def test_an_unmasked_client_frame_is_closed_1002(cluster, frames):
     (b"", None),                                           # no code: echoed empty
 ])
 def test_close_frames_are_answered_per_rfc_6455(cluster, payload, expected):
-    client = ready_client(cluster)
+    client = RawClient.ready(cluster)
     client.send_frame(8, payload)
     answer = None
     try:
