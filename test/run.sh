@@ -14,16 +14,19 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build --target unit_tests -j"$(nproc)" >/dev/null
 ctest --test-dir build --output-on-failure
 
-# Postgres refuses to run as root: pg_regress runs as postgres, with its
-# output in a directory that user owns.
+# Postgres refuses to run as root: pg_regress runs as postgres. A checkout
+# under /root (mode 0700) is out of that user's reach, so pg_regress gets a
+# copy of its inputs (and of the Makefile that names them) in a directory it
+# owns, and runs there; its output goes there too.
 regress_dir=$(mktemp -d /tmp/rws-regress.XXXXXX)
+cp -a --parents Makefile expected test/sql test/specs test/expected test/regress.conf "$regress_dir"
 as_postgres=()
 if [ "$(id -u)" -eq 0 ]; then
-  chown postgres "$regress_dir"
+  chown -R postgres "$regress_dir"
   as_postgres=(runuser -u postgres --)
 fi
-if ! "${as_postgres[@]}" make -s installcheck \
-      EXTRA_REGRESS_OPTS="--outputdir=$regress_dir" TEMP_INSTANCE_DIR="$regress_dir/tmp_check"; then
+if ! (cd "$regress_dir" && "${as_postgres[@]}" make -s installcheck \
+      EXTRA_REGRESS_OPTS="--outputdir=$regress_dir" TEMP_INSTANCE_DIR="$regress_dir/tmp_check"); then
   cat "$regress_dir/regression.diffs" 2>/dev/null || true
   exit 1
 fi
