@@ -34,6 +34,13 @@ rm -rf "$regress_dir"
 
 # The Node suites' dependencies, pinned by their lock files: ws for the Node
 # client, playwright-core (without a browser download) to drive Chromium.
+# They need Node 18 or newer (Debian 12's nodejs is 18); each suite's .npmrc
+# makes npm refuse a package whose engines this Node does not meet.
+node_version=$(node -p 'process.versions.node')
+if [ "${node_version%%.*}" -lt 18 ]; then
+  echo "test/run.sh: Node $node_version is too old; the Node and browser suites need Node 18 or newer" >&2
+  exit 1
+fi
 (cd test/node && npm ci --no-audit --no-fund --loglevel=error)
 (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 
