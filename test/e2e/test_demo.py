@@ -49,6 +49,16 @@ def postmasters(data):
     return pids
 
 
+def postmasters_after(data, timeout):
+    """The postmasters of data still running after waiting up to timeout for
+    them to exit: pg_ctl stop -w returns once postmaster.pid is gone, which
+    the postmaster removes on its way out, a moment before it has exited."""
+    deadline = time.monotonic() + timeout
+    while (pids := postmasters(data)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pids
+
+
 def stop_demo(env, data):
     """Stops the demo cluster whatever happened before; never raises. Returns
     (the output of `demo.sh stop` or why it failed, postmasters still running
@@ -58,7 +68,7 @@ def stop_demo(env, data):
         said = f"exit {result.returncode}: {result.stdout}{result.stderr}"
     except Exception as e:  # e.g. a timeout
         said = f"failed: {e!r}"
-    after_stop = postmasters(data)
+    after_stop = postmasters_after(data, 10)
     if after_stop:
         # Fallback: an immediate stop (run from /, which postgres can enter) ...
         try:
@@ -68,15 +78,12 @@ def stop_demo(env, data):
         except Exception:
             pass
         # ... and SIGKILL for whatever is left (its children exit when it does).
-        for pid in postmasters(data):
+        for pid in postmasters_after(data, 10):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 10
-        while postmasters(data) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    return said, after_stop, postmasters(data)
+    return said, after_stop, postmasters_after(data, 10)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the demo command runs as root")
