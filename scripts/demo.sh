@@ -15,18 +15,23 @@ PG_PORT=${RWS_DEMO_PG_PORT:-5488}
 WS_PORT=${RWS_DEMO_PORT:-8787}
 DATA="$DEMO_DIR/data"
 
+# Runs a command as postgres from /: this checkout may be where postgres
+# cannot go (a clone in /root, mode 0700), and Postgres' programs want to
+# be able to return to their working directory.
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 run_pg() {
   local bindir
   bindir=$(pg_config --bindir)
-  runuser -u postgres -- "$bindir/$1" "${@:2}"
+  as_postgres "$bindir/$1" "${@:2}"
 }
-psql_demo() { runuser -u postgres -- psql -X -q -h "$DEMO_DIR" -p "$PG_PORT" -d postgres "$@"; }
+psql_demo() { as_postgres psql -X -q -h "$DEMO_DIR" -p "$PG_PORT" -d postgres "$@"; }
 
-pg_running() { run_pg pg_ctl -D "$DATA" status >/dev/null 2>&1; }
+pg_running() { command -v pg_config >/dev/null && [ -d "$DATA" ] && run_pg pg_ctl -D "$DATA" status >/dev/null 2>&1; }
+step() { echo "==> $*"; }
 
 case "${1:-start}" in
   stop)
-    if [ -d "$DATA" ] && pg_running; then
+    if pg_running; then
       run_pg pg_ctl -D "$DATA" -m fast -w stop >/dev/null
       echo "stopped the demo cluster ($DATA is kept; bash scripts/demo.sh starts it again)"
     else
@@ -35,6 +40,10 @@ case "${1:-start}" in
     exit 0
     ;;
   token)
+    if ! pg_running; then
+      echo "the demo is not running; start it first with: bash scripts/demo.sh" >&2
+      exit 1
+    fi
     token=$(psql_demo -Atc "SELECT resumable_ws.sign_token(gen_random_uuid(), '1 hour')")
     echo "$token"
     echo "page for this user: http://localhost:$WS_PORT/#access_token=$token" >&2
@@ -44,13 +53,17 @@ case "${1:-start}" in
   *) echo "usage: $0 [start|stop|token]" >&2; exit 2 ;;
 esac
 
+step "checking the Debian packages the demo needs"
 bash scripts/install-deps.sh
+step "building the extension"
 make -s -j"$(nproc)"
+step "installing the extension into PostgreSQL 15"
 make -s install
 
 if [ ! -d "$DATA" ]; then
   mkdir -p "$DEMO_DIR"
   chown postgres:postgres "$DEMO_DIR"
+  step "initialising a new cluster in $DATA (initdb)"
   run_pg initdb -D "$DATA" -A peer -U postgres -E UTF8 >/dev/null
   cat >> "$DATA/postgresql.conf" <<CONF
 # resumable_ws demo
@@ -78,12 +91,15 @@ chown postgres:postgres "$DATA/resumable_ws_provider.conf"
 # A restart loads the library just installed, and hands the key to the
 # worker through the postmaster's environment (it is never written to disk).
 if pg_running; then
+  step "stopping the running demo cluster, to load the library just installed"
   run_pg pg_ctl -D "$DATA" -m fast -w stop >/dev/null
 fi
-runuser -u postgres -- env OPENAI_API_KEY="${OPENAI_API_KEY:-}" \
+step "starting PostgreSQL (port $PG_PORT) with the extension preloaded"
+as_postgres env OPENAI_API_KEY="${OPENAI_API_KEY:-}" \
   "$(pg_config --bindir)/pg_ctl" -D "$DATA" -l "$DEMO_DIR/server.log" -w start >/dev/null
 psql_demo -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS resumable_ws"
 
+step "waiting for the chat server on port $WS_PORT"
 healthy=
 for _ in $(seq 100); do
   if curl -fsS "http://localhost:$WS_PORT/healthz" >/dev/null 2>&1; then healthy=1; break; fi

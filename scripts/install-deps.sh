@@ -31,8 +31,9 @@ missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-# Node runs the Node client and the browser driver (test/node, test/browser);
-# any node and npm will do.
+# Node runs the Node client and the browser driver (test/node, test/browser):
+# Debian 12's nodejs (18) or newer. test/run.sh checks the version, and npm
+# refuses packages whose engines it does not meet (test/*/.npmrc).
 if [ "${1:-}" = "--test" ]; then
   command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 fi
@@ -48,6 +49,8 @@ if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
   echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
 fi
 export DEBIAN_FRONTEND=noninteractive
+echo "updating the package lists (apt-get update)"
 apt-get update -qq
+echo "installing ${#missing[@]} Debian packages (this can take several minutes): ${missing[*]}"
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "installed: ${missing[*]}"

@@ -21,16 +21,19 @@ ctest --test-dir build --output-on-failure
 bash test/unit/run_sanitized.sh
 bash test/fuzz/run.sh
 
-# Postgres refuses to run as root: pg_regress runs as postgres, with its
-# output in a directory that user owns.
+# Postgres refuses to run as root: pg_regress runs as postgres. A checkout
+# under /root (mode 0700) is out of that user's reach, so pg_regress gets a
+# copy of its inputs (and of the Makefile that names them) in a directory it
+# owns, and runs there; its output goes there too.
 regress_dir=$(mktemp -d /tmp/rws-regress.XXXXXX)
+cp -a --parents Makefile expected test/sql test/specs test/expected test/regress.conf "$regress_dir"
 as_postgres=()
 if [ "$(id -u)" -eq 0 ]; then
-  chown postgres "$regress_dir"
+  chown -R postgres "$regress_dir"
   as_postgres=(runuser -u postgres --)
 fi
-if ! "${as_postgres[@]}" make -s installcheck \
-      EXTRA_REGRESS_OPTS="--outputdir=$regress_dir" TEMP_INSTANCE_DIR="$regress_dir/tmp_check"; then
+if ! (cd "$regress_dir" && "${as_postgres[@]}" make -s installcheck \
+      EXTRA_REGRESS_OPTS="--outputdir=$regress_dir" TEMP_INSTANCE_DIR="$regress_dir/tmp_check"); then
   cat "$regress_dir/regression.diffs" 2>/dev/null || true
   exit 1
 fi
@@ -38,6 +41,13 @@ rm -rf "$regress_dir"
 
 # The Node suites' dependencies, pinned by their lock files: ws for the Node
 # client, playwright-core (without a browser download) to drive Chromium.
+# They need Node 18 or newer (Debian 12's nodejs is 18); each suite's .npmrc
+# makes npm refuse a package whose engines this Node does not meet.
+node_version=$(node -p 'process.versions.node')
+if [ "${node_version%%.*}" -lt 18 ]; then
+  echo "test/run.sh: Node $node_version is too old; the Node and browser suites need Node 18 or newer" >&2
+  exit 1
+fi
 (cd test/node && npm ci --no-audit --no-fund --loglevel=error)
 (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 

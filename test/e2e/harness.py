@@ -75,7 +75,10 @@ class Cluster:
         cmd = [os.path.join(PG_BIN, args[0])] + args[1:]
         if self.run_as:
             cmd = ["runuser", "-u", self.run_as, "--"] + cmd
-        return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=60)
+        # From /: the checkout (e.g. under /root, mode 0700) may be where the
+        # postgres user cannot go, and Postgres' programs chdir back to their
+        # working directory.
+        return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=60, cwd="/")
 
     def start(self):
         self._pg(["pg_ctl", "-D", self.data, "-l", self.logfile, "-w", "-t", "30", "start"])

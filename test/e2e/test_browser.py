@@ -7,6 +7,7 @@ connections. Screenshots go to test/artifacts/browser/."""
 import json
 import os
 import signal
+import time
 import uuid
 
 import pytest
@@ -59,7 +60,21 @@ VIEW = """Array.from(document.querySelectorAll('#messages > li')).map(li => ({
 
 
 def page_view(b):
-    return [(i["kind"], i["text"], i["state"]) for i in b.eval(VIEW)]
+    return as_tuples(b.eval(VIEW))
+
+
+def as_tuples(items):
+    return [(i["kind"], i["text"], i["state"]) for i in items]
+
+
+# The page in one evaluation: whether it is idle (live, nothing waiting to be
+# sent, no answer streaming), its session and what it shows.
+PAGE = f"""({{
+  idle: document.getElementById('status').dataset.state === 'live'
+      && !document.querySelector('.msg.pending, .msg.assistant[data-state=streaming]'),
+  session: localStorage.getItem('resumable_ws.session_id'),
+  view: {VIEW},
+}})"""
 
 
 def log_view(cluster, session_id):
@@ -99,14 +114,50 @@ def states(b):
     return b.eval("window.__states")
 
 
+def left_live_since(b, count, timeout=10):
+    """Waits until the page has shown a state other than live since it had
+    shown `count` states. The page records every state it shows, so this
+    holds even when the outage is over, and the page live again, before
+    the test looks."""
+    b.wait(f"window.__states.slice({count}).some((s) => s !== 'live')", timeout)
+
+
 def wait_live(b, timeout=15):
     b.wait("document.getElementById('status').dataset.state === 'live'", timeout)
 
 
-def wait_settled(b, timeout=15):
-    """Live, nothing waiting to be sent, no answer streaming."""
-    b.wait("document.getElementById('status').dataset.state === 'live'"
-           " && !document.querySelector('.msg.pending, .msg.assistant[data-state=streaming]')", timeout)
+def in_flight(cluster, session):
+    """The session's generations still to be answered or being answered."""
+    return cluster.sql("SELECT reply_to, status FROM resumable_ws.ws_generations "
+                       "WHERE session_id = %s AND status IN ('queued', 'running') ORDER BY reply_to",
+                       (session,))
+
+
+def wait_settled(b, cluster, timeout=15):
+    """Waits (bounded) until the page and the session's log agree on a state
+    where nothing is in flight, and returns that transcript: the page idle
+    (live, nothing waiting to be sent, no answer streaming), no generation of
+    the session queued or running, and the page showing exactly what the log
+    implies. The page alone is not enough: once it shows a user message it is
+    idle until the answer's assistant_started, which is written later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        # The page first, then the log: the page can only show what the log
+        # already holds, so agreement means both are at the same state.
+        page = b.eval(PAGE)
+        session = page["session"]
+        view = as_tuples(page["view"])
+        busy = in_flight(cluster, session) if session else None
+        expected = log_view(cluster, session) if session else None
+        if page["idle"] and session and not busy and view == expected:
+            return expected
+        if time.monotonic() > deadline:
+            assert session, "the page has no session"
+            assert page["idle"], f"the page is not idle after {timeout} s: {view}"
+            assert not busy, f"generations still in flight after {timeout} s: {busy}"
+            assert view == expected, f"the page and the log still differ after {timeout} s"
+            raise AssertionError("unreachable")
+        time.sleep(0.05)
 
 
 def send(b, text):
@@ -119,12 +170,10 @@ def open_page(b, cluster, fragment="", **viewport):
     wait_live(b)
 
 
-def check_page_matches_log(b, cluster):
-    session = session_of(b)
-    assert session
-    expected = log_view(cluster, session)
-    assert page_view(b) == expected
-    return expected
+def check_page_matches_log(b, cluster, timeout=10):
+    """Asserts that the page shows exactly what the session's log implies, once
+    both have settled (see wait_settled); returns that transcript."""
+    return wait_settled(b, cluster, timeout)
 
 
 def answer_text(b):
@@ -140,7 +189,7 @@ def test_a_first_visit_signs_in_and_shows_the_whole_answer_once(cluster, upstrea
     assert claims["is_anonymous"] is True
 
     send(browser, "What does resumable_ws do?")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     session = session_of(browser)
     assert cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE id = %s",
                        (session,)) == [(claims["sub"],)]
@@ -151,7 +200,7 @@ def test_a_first_visit_signs_in_and_shows_the_whole_answer_once(cluster, upstrea
     ]
 
     send(browser, "And a second question, with\ntwo lines?")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     view = check_page_matches_log(browser, cluster)
     assert [kind for kind, _, _ in view] == ["user", "assistant", "user", "assistant"]
     assert answer_text(browser) == upstream.sent
@@ -168,10 +217,11 @@ def test_a_terminated_worker_mid_answer_ends_interrupted_and_never_doubles(clust
     upstream.script(Stream(pieces, delay=SLOW))
     send(browser, "stream slowly please")
     browser.wait("(document.querySelector('.msg.assistant .bubble')?.textContent || '').length > 20")
+    before = len(states(browser))
     cluster.sql("SELECT pg_terminate_backend(%s)", (cluster.worker_pid(),))
-    browser.wait("['reconnecting', 'connecting'].includes(document.getElementById('status').dataset.state)")
+    browser.wait(f"window.__states.slice({before}).some((s) => ['reconnecting', 'connecting'].includes(s))")
     browser.screenshot("worker-terminated-reconnecting")
-    wait_settled(browser, timeout=20)
+    wait_settled(browser, cluster, timeout=20)
     # Told to come back after retry_after_ms; then it resumes with a replay.
     seen = states(browser)
     assert seen[:2] == ["connecting", "live"] and seen[-2:] == ["replaying", "live"]
@@ -187,7 +237,7 @@ def test_a_terminated_worker_mid_answer_ends_interrupted_and_never_doubles(clust
 
     # Retry asks again, as a new message, and that answer completes.
     browser.call("click", selector=".msg.assistant .meta button")
-    wait_settled(browser, timeout=20)
+    wait_settled(browser, cluster, timeout=20)
     view = check_page_matches_log(browser, cluster)
     assert view[-2] == ("user", "stream slowly please", None)
     assert view[-1][0] == "assistant" and view[-1][2] == "done"
@@ -201,23 +251,26 @@ def test_an_immediate_stop_mid_answer_resumes_with_the_answer_interrupted(cluste
     send(browser, "you will be cut off")
     browser.wait("(document.querySelector('.msg.assistant .bubble')?.textContent || '').length > 10")
     cluster.restart("immediate")
-    wait_settled(browser, timeout=30)
+    wait_settled(browser, cluster, timeout=30)
     view = check_page_matches_log(browser, cluster)
     assert view[1][0] == "assistant" and view[1][2] == "interrupted"
     send(browser, "are you back?")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     assert check_page_matches_log(browser, cluster)[-1][2] == "done"
 
 
 def test_after_a_postgres_restart_the_next_message_works(cluster, upstream, browser):
     open_page(browser, cluster)
     send(browser, "before the restart")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
+    before = len(states(browser))
     cluster.restart("fast")
-    browser.wait("document.getElementById('status').dataset.state !== 'live'")
+    # restart() returns once the server is healthy, and by then the page may
+    # well be live again: what it showed in between is in its state record.
+    left_live_since(browser, before)
     wait_live(browser, timeout=20)
     send(browser, "after the restart")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     view = check_page_matches_log(browser, cluster)
     assert [(kind, state) for kind, _, state in view] == [
         ("user", None), ("assistant", "done"), ("user", None), ("assistant", "done")]
@@ -226,14 +279,14 @@ def test_after_a_postgres_restart_the_next_message_works(cluster, upstream, brow
 def test_a_reload_shows_the_history_once_also_mid_answer(cluster, upstream, browser):
     open_page(browser, cluster)
     send(browser, "first")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     upstream.script(Stream([f"slow{n} " for n in range(40)], delay=SLOW))
     send(browser, "second, reloaded while it streams")
     browser.wait("(document.querySelectorAll('.msg.assistant .bubble')[1]?.textContent || '').length > 10")
     browser.call("reload")
     # The transcript comes from storage at once, then the rest of the answer.
     assert len(page_view(browser)) == 4
-    wait_settled(browser, timeout=20)
+    wait_settled(browser, cluster, timeout=20)
     assert states(browser) == ["connecting", "replaying", "live"]
     view = check_page_matches_log(browser, cluster)
     assert len(view) == 4 and view[3][2] == "done"
@@ -242,7 +295,7 @@ def test_a_reload_shows_the_history_once_also_mid_answer(cluster, upstream, brow
     # Without the stored transcript the page replays the log from the start.
     browser.eval("localStorage.removeItem('resumable_ws.transcript')")
     browser.call("reload")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     assert check_page_matches_log(browser, cluster) == view
 
 
@@ -250,7 +303,7 @@ def test_markup_in_messages_is_shown_as_text(cluster, upstream, browser):
     open_page(browser, cluster)
     hostile = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold?</b>'
     send(browser, hostile)
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     cluster.sql("SELECT resumable_ws.publish(%s, 'note', %s::jsonb)",
                 (session_of(browser), json.dumps({"html": "<img src=y onerror=\"window.__pwned = 3\">"})))
     browser.wait("document.querySelector('.msg.notice')")
@@ -265,7 +318,7 @@ def test_markup_in_messages_is_shown_as_text(cluster, upstream, browser):
 def test_the_page_follows_a_dark_color_scheme_on_a_phone(cluster, upstream, browser):
     open_page(browser, cluster, width=390, height=844, mobile=True, dark=True)
     send(browser, "How does it look at night?")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     check_page_matches_log(browser, cluster)
     background = browser.eval("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(15, 17, 21)"
@@ -281,7 +334,7 @@ def test_stop_cancels_the_running_answer(cluster, upstream, browser):
     browser.wait("!document.getElementById('stop').hidden")
     browser.screenshot("streaming")
     browser.call("click", selector="#stop")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     view = check_page_matches_log(browser, cluster)
     assert view[1][2] == "cancelled" and 0 < len(view[1][1]) < len("".join(f"long{n} " for n in range(200)))
     assert browser.eval("document.getElementById('stop').hidden")
@@ -304,7 +357,7 @@ def test_a_half_open_connection_is_found_and_unsent_messages_go_once(cluster, up
         browser.screenshot("half-open-pending")
     finally:
         os.kill(pid, signal.SIGCONT)
-    wait_settled(browser, timeout=30)
+    wait_settled(browser, cluster, timeout=30)
     view = check_page_matches_log(browser, cluster)
     users = [text for kind, text, _ in view if kind == "user"]
     assert users == ["sent into the void", "typed while reconnecting"]
@@ -315,9 +368,12 @@ def test_a_token_from_the_fragment_is_used_and_replaced_after_4001(cluster, upst
     user = str(uuid.uuid4())
     open_page(browser, cluster, fragment="#access_token=" + make_token(user, ttl=4))
     assert "access_token" not in browser.eval("location.href")
-    session = session_of(browser)
-    assert cluster.sql("SELECT user_id::text FROM resumable_ws.ws_sessions WHERE id = %s",
-                       (session,)) == [(user,)]
+    # The page connected as that user. Its session is looked up in the
+    # database, not in the page: on a slow machine the 4 s may be over, and
+    # the page on to its next session, by now.
+    sessions = cluster.sql("SELECT id::text FROM resumable_ws.ws_sessions WHERE user_id = %s", (user,))
+    assert len(sessions) == 1
+    session = sessions[0][0]
     # At expiry the server closes with 4001; the page signs in anonymously,
     # as a new user, who starts a new conversation.
     browser.wait(f"localStorage.getItem('resumable_ws.session_id') !== '{session}'", timeout=15)
@@ -325,14 +381,14 @@ def test_a_token_from_the_fragment_is_used_and_replaced_after_4001(cluster, upst
     token = browser.eval("localStorage.getItem('resumable_ws.token')")
     assert jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience="authenticated")["sub"] != user
     send(browser, "hello as someone new")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     assert check_page_matches_log(browser, cluster)[0] == ("user", "hello as someone new", None)
 
 
 def test_a_closed_session_and_new_chat_start_new_conversations(cluster, upstream, browser):
     open_page(browser, cluster)
     send(browser, "soon closed")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     first = session_of(browser)
     cluster.sql("SELECT resumable_ws.close_session(%s)", (first,))
     browser.wait(f"localStorage.getItem('resumable_ws.session_id') && "
@@ -343,7 +399,7 @@ def test_a_closed_session_and_new_chat_start_new_conversations(cluster, upstream
 
     second = session_of(browser)
     send(browser, "in the second conversation")
-    wait_settled(browser)
+    wait_settled(browser, cluster)
     browser.call("click", selector="#new-chat")
     browser.wait(f"localStorage.getItem('resumable_ws.session_id') && "
                  f"localStorage.getItem('resumable_ws.session_id') !== '{second}'")
