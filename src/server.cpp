@@ -146,13 +146,18 @@ void Server::send(Connection &conn, const std::string &frame) {
         // Events are paced (feed_limit), so only answers the client never
         // reads get here. It gets a close frame (if its socket takes it) and
         // resumes later.
-        conn.out_queue.clear();
-        conn.out_bytes = 0;
-        conn.front_oversized = false;
-        close(conn, kCloseTooSlow, "send buffer over its limit");
+        drop_and_close(conn, kCloseTooSlow, "send buffer over its limit");
         return;
     }
     lws_callback_on_writable(conn.wsi);
+}
+
+void Server::drop_and_close(Connection &conn, int code, const std::string &reason) {
+    conn.rx.clear();
+    conn.out_queue.clear();
+    conn.out_bytes = 0;
+    conn.front_oversized = false;
+    close(conn, code, reason);
 }
 
 void Server::close(Connection &conn, int code, const std::string &reason) {
@@ -525,11 +530,7 @@ int Server::on_receive(Connection &conn, const void *in, size_t len) {
 
     // Checked while fragments accumulate, so a huge message is never held.
     if (conn.rx.size() + len + lws_remaining_packet_payload(conn.wsi) > message_limit()) {
-        conn.rx.clear();
-        conn.out_queue.clear();
-        conn.out_bytes = 0;
-        conn.front_oversized = false;
-        close(conn, kCloseTooBig, "message too big");
+        drop_and_close(conn, kCloseTooBig, "message too big");
         return 0;
     }
     if (conn.close_code != 0) return 0;  // closing: ignore what still arrives
@@ -637,11 +638,7 @@ int Server::on_peer_close(lws *wsi, Connection *conn, const unsigned char *paylo
 // one is not. Returns true if this one was not (and the connection closes).
 bool Server::refuse_unmasked(Connection &conn) {
     if (lws_frame_probe::masked(conn.wsi) != lws_frame_probe::Masked::No) return false;
-    conn.rx.clear();
-    conn.out_queue.clear();
-    conn.out_bytes = 0;
-    conn.front_oversized = false;
-    close(conn, kCloseProtocolError, "unmasked frame");
+    drop_and_close(conn, kCloseProtocolError, "unmasked frame");
     return true;
 }
 

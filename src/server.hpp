@@ -88,6 +88,8 @@ class Server {
     void send(Connection &conn, const std::string &frame);
     // Sends what is queued, then closes with this code.
     void close(Connection &conn, int code, const std::string &reason);
+    // Drops what is queued and what was received, then closes.
+    void drop_and_close(Connection &conn, int code, const std::string &reason);
     // Answers a malformed frame with bad_request; many in a row close 1008.
     void reject_frame(Connection &conn, const std::string &message);
     // Sends an error frame, then closes.
