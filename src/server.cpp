@@ -389,21 +389,16 @@ static HeaderValues header_values(lws *wsi, lws_token_indexes token) {
 
 // Why this request's framing is refused, or "": see request_framing_error.
 // Also headers lws does not recognise because of a space before the colon.
-static std::string framing_error(lws *wsi) {
+static std::string framing_error(lws *wsi, const HeaderValues &content_length) {
     for (const char *odd : {"transfer-encoding :", "transfer-encoding\t:", "content-length :", "content-length\t:"})
         if (lws_hdr_custom_length(wsi, odd, static_cast<int>(strlen(odd))) >= 0)
             return "whitespace before a header's colon";
-    return request_framing_error(header_values(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH),
-                                 header_values(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING));
+    return request_framing_error(content_length, header_values(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING));
 }
 
-static std::string header_text(lws *wsi, lws_token_indexes token) {
-    int length = lws_hdr_total_length(wsi, token);
-    if (length <= 0) return "";
-    std::string value(static_cast<size_t>(length) + 1, '\0');
-    if (lws_hdr_copy(wsi, &value[0], length + 1, token) < 0) return "";
-    value.resize(static_cast<size_t>(length));
-    return value;
+// A body follows: a Content-Length (the only one, framing checked) above 0.
+static bool has_body(const HeaderValues &content_length) {
+    return !content_length.empty() && content_length[0].find_first_not_of(" \t0") != std::string::npos;
 }
 
 int Server::on_http(lws *wsi, const char *uri) {
@@ -413,19 +408,19 @@ int Server::on_http(lws *wsi, const char *uri) {
 
     // Where a request's body ends must be unambiguous, or what follows it
     // could be read as another request (RFC 9112 §6.3).
-    std::string framing = framing_error(wsi);
+    HeaderValues content_length = header_values(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    std::string framing = framing_error(wsi, content_length);
     if (!framing.empty()) return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST, framing));
     if (stopping_)
         return answer_and_close(
             wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "the server is restarting", {{"retry-after", "1"}}));
     bool sign_in = path == "/auth/anonymous" && is_post && settings.anonymous_sign_in;
-    std::string content_length = header_text(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    if (content_length.find_first_not_of(" \t0") != std::string::npos) {
+    if (has_body(content_length)) {
         // Only sign-in takes a body (and ignores it): it is read to its end,
         // then answered (sign_in_waiters_).
         if (!sign_in)
             return answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST, "this request takes no body"));
-        if (content_length.size() > 5)  // 100 kB or more: not worth reading
+        if (content_length[0].size() > 5)  // 100 kB or more: not worth reading
             return answer_and_close(wsi, text_response(HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "request body too large"));
         sign_in_waiters_.insert(wsi);
         return 0;
@@ -475,10 +470,9 @@ int Server::on_filter(lws *wsi, Connection **slot) {
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
         return answer_and_close(wsi, text_response(HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint here"));
     // A body (none belongs here) would be read as WebSocket frames.
-    std::string framing = framing_error(wsi);
     HeaderValues content_length = header_values(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    if (!framing.empty() ||
-        (!content_length.empty() && content_length[0].find_first_not_of(" \t0") != std::string::npos))
+    std::string framing = framing_error(wsi, content_length);
+    if (!framing.empty() || has_body(content_length))
         return answer_and_close(
             wsi, text_response(HTTP_STATUS_BAD_REQUEST, framing.empty() ? "an upgrade request has no body" : framing));
     switch (check_upgrade(header_values(wsi, WSI_TOKEN_VERSION), header_values(wsi, WSI_TOKEN_KEY))) {
