@@ -22,6 +22,9 @@ if [ "${1:-}" = "--test" ]; then
     # libFuzzer targets (test/fuzz): clang and its sanitizer runtimes
     clang-14 libclang-rt-14-dev
     python3 python3-pytest python3-websockets python3-psycopg2 python3-jwt
+    # tokens signed ES256/RS256 (PyJWT's crypto), /metrics parsed by the
+    # Prometheus client's own parser, retention scheduled by pg_cron
+    python3-cryptography python3-prometheus-client postgresql-15-cron
     # the chat page suite drives Debian's Chromium (test/browser)
     chromium
   )

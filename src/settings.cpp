@@ -31,6 +31,24 @@ void define_settings() {
     DefineCustomStringVariable("resumable_ws.jwt_audience", "Required aud claim of client tokens; empty: not checked.",
                                nullptr, &settings.jwt_audience, "authenticated", PGC_SIGHUP, 0, nullptr, nullptr,
                                nullptr);
+    DefineCustomStringVariable(
+        "resumable_ws.jwt_jwks_url", "URL of a JSON Web Key Set whose ES256 and RS256 keys verify client tokens.",
+        "Such as Supabase's https://<project>.supabase.co/auth/v1/.well-known/jwks.json; keys are chosen by kid.",
+        &settings.jwt_jwks_url, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.jwt_jwks", "An inline JSON Web Key Set (public keys only).",
+                               "Used beside jwt_jwks_url and jwt_secret.", &settings.jwt_jwks, "", PGC_SIGHUP, 0,
+                               nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.jwt_issuer", "Required iss claim of client tokens; empty: not checked.",
+                               nullptr, &settings.jwt_issuer, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.ssl_cert_file", "PEM certificate chain of the HTTPS/WSS server.",
+                               "When set with ssl_key_file, the server speaks only TLS; reloaded on SIGHUP.",
+                               &settings.ssl_cert_file, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.ssl_key_file", "PEM private key for ssl_cert_file.", nullptr,
+                               &settings.ssl_key_file, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("resumable_ws.metrics_addresses", "Client networks allowed to read GET /metrics.",
+                               "Comma-separated addresses or CIDR networks; empty: nobody.",
+                               &settings.metrics_addresses, "127.0.0.1/32,::1/128", PGC_SIGHUP, 0, nullptr, nullptr,
+                               nullptr);
     DefineCustomBoolVariable("resumable_ws.anonymous_sign_in", "Enables POST /auth/anonymous.", nullptr,
                              &settings.anonymous_sign_in, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(

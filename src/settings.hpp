@@ -16,6 +16,12 @@ struct Settings {
     // sighup
     char *jwt_secret;  // superuser-only
     char *jwt_audience;
+    char *jwt_jwks_url;  // a JWKS to fetch (ES256/RS256 keys by kid)
+    char *jwt_jwks;      // the same, inline
+    char *jwt_issuer;    // required iss; empty: not checked
+    char *ssl_cert_file;
+    char *ssl_key_file;       // superuser-only
+    char *metrics_addresses;  // networks allowed to GET /metrics
     bool anonymous_sign_in;
     int anonymous_sign_ins_per_minute;  // per client address
     int anonymous_token_ttl_s;
