@@ -83,7 +83,7 @@ static const StatementText kStatements[] = {
      "ORDER BY c.n, e.id",  // e.id: the bigint, not the text output column
      3},
     /* kPing */
-    {"SELECT 1", 0},
+    {"SELECT pg_catalog.pg_is_in_recovery()", 0},
     /* kInsertGeneration */
     {"INSERT INTO resumable_ws.ws_generations (session_id, reply_to, message_id) "
      "VALUES ($1::uuid, $2::bigint, $3::uuid)",
@@ -246,8 +246,8 @@ void EventLog::set_last_event_id(const std::string &session_id, int64_t last_eve
     run(kSetLastEventId, {session_id.c_str(), id_text.c_str()});
 }
 
-void EventLog::ping_database() {
-    run(kPing, {});
+bool EventLog::ping_database() {
+    return run(kPing, {}).at(0).at(0) == "t";
 }
 
 // A Postgres array literal of quoted elements: data, never SQL text.

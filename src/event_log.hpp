@@ -98,7 +98,8 @@ class EventLog {
     };
     // Up to limit events after each cursor, in one statement: by cursor, then id.
     std::vector<EventRow> read_events(const std::vector<Cursor> &cursors, int limit);
-    void ping_database();
+    // A statement that reaches the database; true on a hot standby.
+    bool ping_database();
 
   private:
     enum Statement {

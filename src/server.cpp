@@ -243,34 +243,44 @@ static const char *status_text(int status) {
 // further: lws 4.1.6 loops forever on a request body followed by pipelined
 // requests when the answer is not written at once, and refused upgrades are
 // answered before lws would (lws's own helper says HTTP/1.0 there).
+static bool is_head_request(lws *wsi) {
+    return lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
+}
+
 static int answer_and_close(lws *wsi, const HttpResponse &response) {
     std::string text = std::string(LWS_PRE, '\0') + "HTTP/1.1 " + status_text(response.status) + "\r\n";
     text += "content-type: " + response.content_type + "\r\ncontent-length: " + std::to_string(response.body.size()) +
             "\r\nconnection: close\r\nx-content-type-options: nosniff\r\n";
     for (const auto &header : response.headers)
         if (header.first != "connection") text += header.first + ": " + header.second + "\r\n";
-    text += "\r\n" + response.body;
+    text += "\r\n";
+    if (!is_head_request(wsi)) text += response.body;
     lws_write(wsi, reinterpret_cast<unsigned char *>(&text[LWS_PRE]), text.size() - LWS_PRE, LWS_WRITE_HTTP);
     return -1;
 }
 
-void Server::answer_health(bool database_ok) {
-    char body[160];
-    snprintf(body, sizeof(body), "{\"status\":\"%s\",\"database\":%s,\"connections\":%zu}\n",
-             database_ok ? "ok" : "unavailable", database_ok ? "true" : "false", connections_.size());
+void Server::answer_health(bool database_ok, bool standby) {
+    bool ok = database_ok && !standby;
+    char body[200];
+    snprintf(body, sizeof(body), "{\"status\":\"%s\",\"database\":%s,\"role\":\"%s\",\"connections\":%zu}\n",
+             ok ? "ok" : "unavailable", database_ok ? "true" : "false",
+             !database_ok ? "unknown"
+             : standby    ? "standby"
+                          : "primary",
+             connections_.size());
     // Answered a pass later, so requests pipelined behind it would wait in
     // lws's buffer, which 4.1.6 does not serve reliably after a deferred
     // answer: this connection closes after it (probes open a new one anyway).
     for (lws *wsi : health_waiters_)
         respond(wsi,
-                json_response(database_ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body,
-                              {{"connection", "close"}}),
+                json_response(ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body, {{"connection", "close"}}),
                 /*close_after=*/true);
     health_waiters_.clear();
 }
 
 void Server::respond(lws *wsi, HttpResponse response, bool close_after) {
     response.close_after = close_after;
+    response.head_only = is_head_request(wsi);
     http_responses_[wsi] = std::move(response);
     lws_callback_on_writable(wsi);
 }
@@ -299,6 +309,7 @@ int Server::write_http(lws *wsi) {
     // The body goes out in pieces the socket takes; lws keeps what a partial
     // write leaves and reports the pipe choked until it is out.
     constexpr size_t kPiece = 16 * 1024;
+    if (response.head_only) response.body_sent = response.body.size();
     while (response.body_sent < response.body.size() && !lws_send_pipe_choked(wsi)) {
         size_t length = std::min(kPiece, response.body.size() - response.body_sent);
         bool last = response.body_sent + length == response.body.size();
@@ -402,7 +413,8 @@ static bool has_body(const HeaderValues &content_length) {
 }
 
 int Server::on_http(lws *wsi, const char *uri) {
-    bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    // HEAD is answered as GET without the body (PROTOCOL.md §2).
+    bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0 || is_head_request(wsi);
     bool is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
     std::string path = uri ? uri : "";
 
@@ -442,9 +454,13 @@ int Server::on_http(lws *wsi, const char *uri) {
         respond(wsi, sign_in_anonymously(wsi));
         return 0;
     }
+    if (path == "/ws" && is_get) {  // without an upgrade: say what it takes
+        respond(wsi, text_response(426, "this endpoint takes a WebSocket upgrade", {{"upgrade", "websocket"}}));
+        return 0;
+    }
     if (path == "/healthz" || path == "/" || (path == "/auth/anonymous" && settings.anonymous_sign_in)) {
         respond(wsi, text_response(HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed",
-                                   {{"allow", path == "/auth/anonymous" ? "POST" : "GET"}}));
+                                   {{"allow", path == "/auth/anonymous" ? "POST" : "GET, HEAD"}}));
         return 0;
     }
     respond(wsi, text_response(HTTP_STATUS_NOT_FOUND, "not found"));

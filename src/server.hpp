@@ -59,6 +59,7 @@ struct HttpResponse {
     size_t body_sent = 0;
     bool headers_sent = false;
     bool close_after = false;  // the connection closes once it is out (no keep-alive)
+    bool head_only = false;    // answering HEAD: the headers of the GET answer, no body
 };
 
 class Server {
@@ -98,8 +99,9 @@ class Server {
     // Pings, closes silent connections and those whose token expired.
     void tick(Clock::time_point now, int64_t unix_now);
 
-    // Answers every pending GET /healthz.
-    void answer_health(bool database_ok);
+    // Answers every pending GET /healthz: 200 on a reachable primary, 503
+    // on a hot standby or when the database cannot be reached.
+    void answer_health(bool database_ok, bool standby);
 
     // Sends server_restarting (retry_after_ms jittered) and closes 1012.
     void tell_to_come_back(Connection &conn);

@@ -183,8 +183,9 @@ void SessionHub::pass() {
     deliver();
     if (health_requested_) {
         health_requested_ = false;
-        bool ok = db_.transact([](EventLog &log) { log.ping_database(); });
-        server_->answer_health(ok);
+        bool standby = false;
+        bool ok = db_.transact([&standby](EventLog &log) { standby = log.ping_database(); });
+        server_->answer_health(ok, standby);
     }
 }
 

@@ -67,10 +67,52 @@ def test_the_page_is_served_with_a_policy_that_allows_only_its_own_script(cluste
 def test_other_paths_and_methods(cluster):
     assert request(cluster, "GET", "/nope")[0] == 404
     assert request(cluster, "GET", "/index.html")[0] == 404
+    status, headers, _ = request(cluster, "GET", "/ws")  # no upgrade asked for
+    assert status == 426 and headers["upgrade"] == "websocket"
     status, headers, _ = request(cluster, "POST", "/")
-    assert status == 405 and headers["allow"] == "GET"
+    assert status == 405 and headers["allow"] == "GET, HEAD"
     status, headers, _ = request(cluster, "GET", "/auth/anonymous")
     assert status == 405 and headers["allow"] == "POST"
+
+
+def test_healthz_says_the_role_of_the_database(cluster):
+    status, headers, body = request(cluster, "GET", "/healthz")
+    assert status == 200 and headers["content-type"] == "application/json"
+    health = json.loads(body)
+    assert health["status"] == "ok" and health["database"] is True and health["role"] == "primary"
+    assert isinstance(health["connections"], int)
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/ws", "/nope"])
+def test_head_gets_the_headers_of_get_and_no_body(cluster, path):
+    get_status, get_headers, get_body = request(cluster, "GET", path)
+    # Raw, so that a body sent after the headers would be seen (http.client
+    # knows HEAD answers have none and would not read it).
+    with socket.create_connection(("127.0.0.1", cluster.ws_port), timeout=TIMEOUT) as sock:
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, "closed before the headers ended"
+            answer += chunk
+        head, rest = answer.split(b"\r\n\r\n", 1)
+        # Then a GET on the same connection: its answer must come next, with
+        # no stray body bytes of the HEAD answer before it.
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(TIMEOUT)
+        while b"\r\n\r\n" not in rest:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    assert status == get_status
+    assert int(headers["content-length"]) == len(get_body.encode())
+    for name in ("content-type", "cache-control", "content-security-policy", "x-content-type-options"):
+        assert headers.get(name) == get_headers.get(name), name
+    assert rest == b"" or rest.startswith(b"HTTP/1.1 "), rest[:80]
 
 
 def test_anonymous_sign_in_gives_a_fresh_user_a_working_token(cluster):
