@@ -15,6 +15,11 @@ OBJS = \
 	src/chat_page.o \
 	src/protocol.o \
 	src/http_checks.o \
+	src/address_filter.o \
+	src/prometheus.o \
+	src/metrics.o \
+	src/connection_records.o \
+	src/stats_functions.o \
 	src/llm_stream.o \
 	src/llm_client.o \
 	src/event_log.o \
