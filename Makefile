@@ -45,7 +45,7 @@ SHLIB_LINK  = -lwebsockets -luv -lcurl -lssl -lcrypto -lstdc++
 
 # pg_regress: inputs in test/sql, expected output in the top-level expected/
 # (test/expected is a symlink to it: PG15's pg_regress has no --expecteddir).
-REGRESS      = api privileges cleanup
+REGRESS      = api privileges stats cleanup
 REGRESS_OPTS = --inputdir=test --temp-config=test/regress.conf --temp-instance=$(TEMP_INSTANCE_DIR)
 ISOLATION      = concurrent_publish
 ISOLATION_OPTS = --inputdir=test --temp-config=test/regress.conf --temp-instance=$(TEMP_INSTANCE_DIR)
