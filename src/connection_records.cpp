@@ -76,6 +76,10 @@ void release_slot_records() {
 std::vector<ConnectionFields> read_connection_records(const ConnectionTable *table) {
     std::vector<ConnectionFields> out;
     if (table == nullptr) return out;
+    size_t in_use = 0;
+    for (uint32_t i = 0; i < table->capacity; i++)
+        if (table->records[i].owner.load(std::memory_order_relaxed) != 0) in_use++;
+    out.reserve(in_use + 16);  // a few may be claimed meanwhile
     for (uint32_t i = 0; i < table->capacity; i++) {
         const ConnectionRecord &record = table->records[i];
         if (record.owner.load(std::memory_order_relaxed) == 0) continue;
