@@ -15,6 +15,11 @@ OBJS = \
 	src/chat_page.o \
 	src/protocol.o \
 	src/http_checks.o \
+	src/address_filter.o \
+	src/prometheus.o \
+	src/metrics.o \
+	src/connection_records.o \
+	src/stats_functions.o \
 	src/llm_stream.o \
 	src/llm_client.o \
 	src/event_log.o \
@@ -40,7 +45,7 @@ SHLIB_LINK  = -lwebsockets -luv -lcurl -lssl -lcrypto -lstdc++
 
 # pg_regress: inputs in test/sql, expected output in the top-level expected/
 # (test/expected is a symlink to it: PG15's pg_regress has no --expecteddir).
-REGRESS      = api privileges cleanup
+REGRESS      = api privileges stats cleanup
 REGRESS_OPTS = --inputdir=test --temp-config=test/regress.conf --temp-instance=$(TEMP_INSTANCE_DIR)
 ISOLATION      = concurrent_publish
 ISOLATION_OPTS = --inputdir=test --temp-config=test/regress.conf --temp-instance=$(TEMP_INSTANCE_DIR)

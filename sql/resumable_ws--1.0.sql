@@ -211,5 +211,85 @@ AS $$
     SELECT pg_catalog.count(*) FROM gone
 $$;
 
+-- ---------------------------------------------------------------------------
+-- Statistics (the pg_stat_statements pattern): counters in shared memory,
+-- written by the worker and by committing backends, the same numbers as
+-- GET /metrics. Counters start at zero when the server starts.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION resumable_ws._stats(
+    OUT connections bigint,
+    OUT workers bigint,
+    OUT worker_started_at timestamptz,
+    OUT connections_accepted bigint,
+    OUT connections_refused bigint,
+    OUT connections_refused_bad_handshake bigint,
+    OUT connections_refused_too_many_connections bigint,
+    OUT connections_refused_restarting bigint,
+    OUT connections_refused_unauthorized bigint,
+    OUT connections_refused_forbidden bigint,
+    OUT connections_refused_session_not_found bigint,
+    OUT connections_refused_internal_error bigint,
+    OUT auth_failures bigint,
+    OUT auth_failures_missing bigint,
+    OUT auth_failures_malformed bigint,
+    OUT auth_failures_bad_signature bigint,
+    OUT auth_failures_expired bigint,
+    OUT auth_failures_claims bigint,
+    OUT auth_failures_other bigint,
+    OUT frames_received bigint,
+    OUT frames_sent bigint,
+    OUT bytes_received bigint,
+    OUT bytes_sent bigint,
+    OUT events_appended_client bigint,
+    OUT events_appended_generation bigint,
+    OUT events_appended_publish bigint,
+    OUT events_delivered bigint,
+    OUT replays bigint,
+    OUT replayed_events bigint,
+    OUT slow_consumer_closes bigint,
+    OUT generations bigint,
+    OUT generations_completed bigint,
+    OUT generations_length bigint,
+    OUT generations_cancelled bigint,
+    OUT generations_error bigint,
+    OUT generations_interrupted bigint,
+    OUT generations_skipped bigint,
+    OUT upstream_tokens bigint,
+    OUT llm_queue_length bigint,
+    OUT commit_count bigint,
+    OUT commit_seconds_sum double precision,
+    OUT pass_count bigint,
+    OUT pass_seconds_sum double precision,
+    OUT time_to_first_token_count bigint,
+    OUT time_to_first_token_seconds_sum double precision)
+RETURNS record
+LANGUAGE c VOLATILE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'rws_stats';
+
+-- Counts only, nothing about users: readable by everyone, as pg_stat_database.
+CREATE VIEW resumable_ws.stats AS SELECT * FROM resumable_ws._stats();
+GRANT SELECT ON resumable_ws.stats TO PUBLIC;
+
+-- One row per open WebSocket connection, from the workers' shared memory
+-- (cursor and queued_bytes are refreshed as events are fed, and once a
+-- second). It shows user ids and client addresses: like
+-- pg_stat_statements' query texts, for pg_read_all_stats and superusers.
+CREATE FUNCTION resumable_ws.connections(
+    OUT worker_pid integer,
+    OUT user_id uuid,
+    OUT session_id uuid,
+    OUT cursor bigint,
+    OUT queued_bytes bigint,
+    OUT connected_at timestamptz,
+    OUT remote_addr text)
+RETURNS SETOF record
+LANGUAGE c VOLATILE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'rws_connections';
+REVOKE ALL ON FUNCTION resumable_ws.connections() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION resumable_ws.connections() TO pg_read_all_stats;
+
 -- Called once after CREATE EXTENSION so a waiting worker starts at once.
 SELECT resumable_ws._wake_at_commit('00000000-0000-0000-0000-000000000000', false);

@@ -19,6 +19,8 @@ struct Connection {
     uint64_t id = 0;
     lws *wsi = nullptr;
     std::string remote_addr;
+    int64_t connected_at_us = 0;  // Unix microseconds, when it was upgraded
+    int record = -1;              // its record for resumable_ws.connections(); -1: none
 
     // From the upgrade request.
     std::string token;

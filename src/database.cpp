@@ -1,6 +1,9 @@
 #include "database.hpp"
 
+#include "metrics.hpp"
 #include "pg.hpp"
+
+#include <chrono>
 
 extern "C" {
 #include "access/xact.h"
@@ -30,12 +33,14 @@ bool Database::transact(const std::function<void(EventLog &)> &work) {
             pgstat_report_activity(STATE_RUNNING, "resumable_ws: serving");
         });
         work(log_);
+        auto commit_start = std::chrono::steady_clock::now();
         pg_guard([&]() noexcept {
             SPI_finish();
             PopActiveSnapshot();
             CommitTransactionCommand();
             pgstat_report_activity(STATE_IDLE, nullptr);
         });
+        metrics().commit_duration.observe(kDurationBuckets, std::chrono::steady_clock::now() - commit_start);
         MemoryContextSwitchTo(pass_context());
         MemoryContextReset(pass_context());
         return true;

@@ -63,6 +63,7 @@ struct Generations::Plan {
     std::vector<std::function<void()>> after_commit;
     std::vector<std::string> written_sessions;
     std::unordered_set<std::string> settled_sessions;  // locked or gone: status known
+    std::vector<GenerationOutcome> outcomes;           // of the generations this pass ends
     bool busy = false;                                 // some session was locked by another transaction
 };
 
@@ -151,7 +152,13 @@ void Generations::apply_updates() {
         if (!g.started || g.has_end) continue;  // the first end wins (cancel vs done)
         work_pending_ = true;
         switch (update.kind) {
-            case LlmUpdate::Kind::Delta: g.pending += update.text; break;
+            case LlmUpdate::Kind::Delta:
+                if (!g.got_first_text) {
+                    g.got_first_text = true;
+                    metrics().time_to_first_token.observe(kFirstTokenBuckets, Clock::now() - g.submitted_at);
+                }
+                g.pending += update.text;
+                break;
             case LlmUpdate::Kind::Done:
                 g.has_end = true;
                 g.end = End{false, update.text, {}};
@@ -211,6 +218,8 @@ void Generations::pass() {
     if (plan.busy) may_start_ = true;  // a start may have waited on a lock
     for (const auto &session_id : plan.settled_sessions) check_status_.erase(session_id);
     for (auto &step : plan.after_commit) step();
+    for (GenerationOutcome outcome : plan.outcomes) count(metrics().generations[outcome]);
+    if (!plan.events.empty()) count(metrics().events_appended[kSourceGeneration], plan.events.size());
     if (events_written_)
         for (const auto &session_id : plan.written_sessions) events_written_(session_id);
 }
@@ -267,16 +276,19 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
             bool is_head = by_session_[g.session_id].front() == gid;
             if (!active) {
                 set_status("skipped");  // never started: no events
+                plan.outcomes.push_back(kOutcomeSkipped);
                 plan.after_commit.push_back([this, gid]() { remove(gid); });
             } else if (g.cancel_requested && is_head) {
                 append("assistant_started", Json{{"message_id", g.message_id}, {"reply_to", g.reply_to}});
                 append("assistant_done",
                        Json{{"message_id", g.message_id}, {"content", ""}, {"finish_reason", "cancelled"}});
                 set_status("done");
+                plan.outcomes.push_back(kOutcomeCancelled);
                 plan.after_commit.push_back([this, gid]() { remove(gid); });
             } else if (to_start.count(gid)) {
                 if (settings.llm_provider == LLM_PROVIDER_NONE) {
                     set_status("skipped");
+                    plan.outcomes.push_back(kOutcomeSkipped);
                     plan.after_commit.push_back([this, gid]() { remove(gid); });
                     continue;
                 }
@@ -287,6 +299,7 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
                     auto it = generations_.find(gid);
                     if (it == generations_.end()) return;
                     it->second.started = true;
+                    it->second.submitted_at = Clock::now();
                     running_++;
                     llm_.submit(std::move(*request));
                 });
@@ -320,11 +333,13 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
                 append("assistant_error",
                        Json{{"message_id", g.message_id}, {"code", end.reason}, {"message", end.message}});
                 set_status("error");
+                plan.outcomes.push_back(error_outcome(end.reason));
             } else {
                 append(
                     "assistant_done",
                     Json{{"message_id", g.message_id}, {"content", g.content + delta}, {"finish_reason", end.reason}});
                 set_status("done");
+                plan.outcomes.push_back(done_outcome(end.reason));
             }
         }
         if (written == 0 && !has_end) continue;

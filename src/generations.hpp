@@ -7,8 +7,10 @@
 // restart finds the ones it cut off.
 #pragma once
 
+#include "connection.hpp"
 #include "database.hpp"
 #include "llm_client.hpp"
+#include "metrics.hpp"
 
 #include <functional>
 #include <map>
@@ -47,6 +49,8 @@ class Generations {
     // Milliseconds until pass() has work again (-1: none).
     int idle_timeout_ms() const;
     size_t running_count() const { return running_; }
+    // Generations waiting for a free upstream slot (or their session's turn).
+    size_t queued_count() const { return generations_.size() - running_; }
 
   private:
     struct End {
@@ -63,9 +67,11 @@ class Generations {
         bool cancel_requested = false;
         bool has_end = false;  // the answer is over; not yet written
         End end;
-        std::string content;           // text written as deltas so far
-        size_t content_json_size = 0;  // content's size as a JSON string
-        std::string pending;           // text received, not yet written
+        std::string content;             // text written as deltas so far
+        size_t content_json_size = 0;    // content's size as a JSON string
+        std::string pending;             // text received, not yet written
+        Clock::time_point submitted_at;  // upstream request made
+        bool got_first_text = false;
     };
     struct Plan;
 

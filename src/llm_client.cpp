@@ -1,6 +1,7 @@
 #include "llm_client.hpp"
 
 #include "llm_stream.hpp"
+#include "metrics.hpp"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -196,6 +197,7 @@ void LlmClient::notify_thread() {
 }
 
 void LlmClient::post(LlmUpdate update) {
+    if (update.kind == LlmUpdate::Kind::Delta) count(metrics().upstream_tokens);
     bool was_empty;
     {
         std::lock_guard<std::mutex> lock(mutex_);

@@ -1,8 +1,11 @@
 #include "server.hpp"
 
+#include "address_filter.hpp"
 #include "auth.hpp"
 #include "http_checks.hpp"
 #include "lws_frame_probe.hpp"
+#include "metrics.hpp"
+#include "prometheus.hpp"
 #include "protocol.hpp"
 #include "settings.hpp"
 #include "uuid.hpp"
@@ -146,6 +149,7 @@ void Server::send(Connection &conn, const std::string &frame) {
         // Events are paced (feed_limit), so only answers the client never
         // reads get here. It gets a close frame (if its socket takes it) and
         // resumes later.
+        count(metrics().slow_consumer_closes);
         drop_and_close(conn, kCloseTooSlow, "send buffer over its limit");
         return;
     }
@@ -378,6 +382,23 @@ HttpResponse Server::sign_in_anonymously(lws *wsi) {
     return json_response(HTTP_STATUS_OK, body.dump() + "\n");
 }
 
+// GET /metrics (PROTOCOL.md §2), for clients in metrics_addresses only.
+HttpResponse Server::metrics_response(lws *wsi) {
+    char peer[64] = {0};
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    AddressFilter allowed;
+    std::string error;
+    // The setting's check hook refuses an invalid list; were one to get
+    // here anyway, nobody matches.
+    if (!allowed.parse(settings.metrics_addresses ? settings.metrics_addresses : "", error) || !allowed.matches(peer))
+        return text_response(HTTP_STATUS_FORBIDDEN, "metrics are not served to this address");
+    HttpResponse response;
+    response.content_type = kPrometheusContentType;
+    response.headers = {{"cache-control", "no-store"}};
+    response.body = render_metrics(snapshot(metrics()));
+    return response;
+}
+
 void Server::forget_http(lws *wsi) {
     health_waiters_.erase(wsi);
     sign_in_waiters_.erase(wsi);
@@ -447,6 +468,10 @@ int Server::on_http(lws *wsi, const char *uri) {
         serve_page(wsi);
         return 0;
     }
+    if (path == "/metrics" && is_get) {
+        respond(wsi, metrics_response(wsi));
+        return 0;
+    }
     if (path == "/auth/anonymous" && is_post) {
         // Without a Content-Length lws would take whatever follows for this
         // request's body: answer, then close.
@@ -458,7 +483,8 @@ int Server::on_http(lws *wsi, const char *uri) {
         respond(wsi, text_response(426, "this endpoint takes a WebSocket upgrade", {{"upgrade", "websocket"}}));
         return 0;
     }
-    if (path == "/healthz" || path == "/" || (path == "/auth/anonymous" && settings.anonymous_sign_in)) {
+    if (path == "/healthz" || path == "/" || path == "/metrics" ||
+        (path == "/auth/anonymous" && settings.anonymous_sign_in)) {
         respond(wsi, text_response(HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed",
                                    {{"allow", path == "/auth/anonymous" ? "POST" : "GET, HEAD"}}));
         return 0;
@@ -477,6 +503,12 @@ static bool url_arg(lws *wsi, const char *name, std::string &out) {
     return true;
 }
 
+// An upgrade refused before lws answers it, counted.
+static int refuse_upgrade(lws *wsi, const HttpResponse &response, RefuseReason reason = kRefuseBadHandshake) {
+    count(metrics().connections_refused[reason]);
+    return answer_and_close(wsi, response);
+}
+
 // The upgrade request is checked here, before lws answers it: lws 4.1.6
 // accepts any Sec-WebSocket-Version and any non-empty key. (Not in
 // LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, which lws 4.1.6 can call with freed
@@ -484,24 +516,25 @@ static bool url_arg(lws *wsi, const char *name, std::string &out) {
 int Server::on_filter(lws *wsi, Connection **slot) {
     char uri[256];
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
-        return answer_and_close(wsi, text_response(HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint here"));
+        return refuse_upgrade(wsi, text_response(HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint here"));
     // A body (none belongs here) would be read as WebSocket frames.
     HeaderValues content_length = header_values(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
     std::string framing = framing_error(wsi, content_length);
     if (!framing.empty() || has_body(content_length))
-        return answer_and_close(
+        return refuse_upgrade(
             wsi, text_response(HTTP_STATUS_BAD_REQUEST, framing.empty() ? "an upgrade request has no body" : framing));
     switch (check_upgrade(header_values(wsi, WSI_TOKEN_VERSION), header_values(wsi, WSI_TOKEN_KEY))) {
         case UpgradeCheck::UnsupportedVersion:
-            return answer_and_close(
+            return refuse_upgrade(
                 wsi, text_response(426, "only WebSocket version 13 is supported", {{"sec-websocket-version", "13"}}));
         case UpgradeCheck::BadKey:
-            return answer_and_close(
+            return refuse_upgrade(
                 wsi, text_response(HTTP_STATUS_BAD_REQUEST, "Sec-WebSocket-Key must be the base64 of 16 bytes"));
         case UpgradeCheck::Ok: break;
     }
     if (connections_.size() >= static_cast<size_t>(settings.max_connections))
-        return answer_and_close(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "too many connections"));
+        return refuse_upgrade(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "too many connections"),
+                              kRefuseTooManyConnections);
 
     auto conn = std::make_unique<Connection>();
     conn->id = next_id_++;
@@ -544,12 +577,14 @@ int Server::on_receive(Connection &conn, const void *in, size_t len) {
         return 0;
     }
     if (conn.close_code != 0) return 0;  // closing: ignore what still arrives
+    count(metrics().bytes_received, len);
     conn.rx.append(static_cast<const char *>(in), len);
     if (!lws_is_final_fragment(conn.wsi) || lws_remaining_packet_payload(conn.wsi) > 0) return 0;
 
     std::string text;
     text.swap(conn.rx);
     if (conn.close_code != 0) return 0;
+    count(metrics().frames_received);
 
     // Token bucket: max_messages_per_second, bursts of twice that.
     double rate = settings.max_messages_per_second;
@@ -579,6 +614,7 @@ int Server::on_writeable(Connection &conn) {
         memcpy(ping + LWS_PRE, "hb", 2);
         if (lws_write(conn.wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0) return -1;
     }
+    uint64_t frames_sent = 0, bytes_sent = 0;  // counted once per write callback
     while (!conn.out_queue.empty() && !lws_send_pipe_choked(conn.wsi)) {
         std::string &buffer = conn.out_queue.front();
         size_t length = buffer.size() - LWS_PRE;
@@ -587,6 +623,12 @@ int Server::on_writeable(Connection &conn) {
         conn.out_bytes -= length;
         conn.out_queue.pop_front();
         conn.front_oversized = false;
+        frames_sent++;
+        bytes_sent += length;
+    }
+    if (frames_sent > 0) {
+        count(metrics().frames_sent, frames_sent);
+        count(metrics().bytes_sent, bytes_sent);
     }
     if (conn.fed_again_below != 0 && conn.out_bytes < conn.fed_again_below) {
         conn.fed_again_below = 0;
@@ -693,10 +735,12 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
             if (conn == nullptr) return 0;
             // Upgraded during shutdown (accepted before the listening
             // sockets closed): told to come back, never left in silence.
-            if (stopping_)
+            if (stopping_) {
+                count(metrics().connections_refused[kRefuseRestarting]);
                 tell_to_come_back(*conn);
-            else
+            } else {
                 handler_.on_open(*conn);
+            }
             return 0;
         case LWS_CALLBACK_RECEIVE: return conn ? on_receive(*conn, in, len) : -1;
         case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:

@@ -121,6 +121,7 @@ class Server {
     int write_http(lws *wsi);
     void serve_page(lws *wsi);
     HttpResponse sign_in_anonymously(lws *wsi);
+    HttpResponse metrics_response(lws *wsi);
     void forget_http(lws *wsi);
     int on_filter(lws *wsi, Connection **slot);
     int on_receive(Connection &conn, const void *in, size_t len);

@@ -1,14 +1,18 @@
 #include "session_hub.hpp"
 
 #include "auth.hpp"
+#include "connection_records.hpp"
+#include "metrics.hpp"
 #include "protocol.hpp"
 #include "settings.hpp"
 #include "uuid.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 #include "cpp_only.hpp"  // must be last: no Postgres in this file
@@ -37,23 +41,50 @@ void SessionHub::enqueue(Request request) {
     requests_deferred_only_ = false;
 }
 
+static void fill_text(char *out, size_t size, const std::string &text) {
+    size_t n = std::min(size - 1, text.size());
+    memcpy(out, text.data(), n);
+    out[n] = '\0';
+}
+
+void SessionHub::write_record(const Connection &conn) {
+    if (conn.record < 0) return;
+    ConnectionFields fields;
+    fields.worker_pid = worker_pid_;
+    fill_text(fields.user_id, sizeof(fields.user_id), conn.user_id);
+    fill_text(fields.session_id, sizeof(fields.session_id), conn.session_id);
+    fill_text(fields.remote_addr, sizeof(fields.remote_addr), conn.remote_addr);
+    fields.cursor = conn.cursor;
+    fields.queued_bytes = static_cast<int64_t>(conn.out_bytes);
+    fields.connected_at_us = conn.connected_at_us;
+    write_connection_record(conn.record, fields);
+}
+
 void SessionHub::on_open(Connection &conn) {
     TokenCheck check = check_token(conn.token);
     conn.token.clear();  // not needed any longer; do not keep secrets around
     if (!check.ok) {
         fprintf(stderr, "resumable_ws: connection from %s refused: %s\n", conn.remote_addr.c_str(),
                 check.reason.c_str());
+        count(metrics().auth_failures[classify_auth_failure(check.reason)]);
+        count(metrics().connections_refused[kRefuseUnauthorized]);
         server_->fail(conn, "unauthorized", "invalid or expired token", kCloseUnauthorized);
         return;
     }
     conn.user_id = check.user_id;
     conn.token_expires_at = check.expires_at;
+    conn.connected_at_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    conn.record = claim_connection_record(ConnectionFields());
+    write_record(conn);
 
     Request request{Request::Kind::Open};
     request.conn_id = conn.id;
     request.user_id = conn.user_id;
     request.remote_addr = conn.remote_addr;
     if (!conn.session_param.empty() && !parse_uuid(conn.session_param, request.session_id)) {
+        count(metrics().connections_refused[kRefuseSessionNotFound]);
         server_->fail(conn, "session_not_found", "no such session", kCloseSessionNotFound);
         return;
     }
@@ -86,6 +117,7 @@ void SessionHub::dispatch(Connection &conn, const std::string &text) {
         case ClientFrameType::Auth: {
             TokenCheck check = check_token(frame.token);
             if (!check.ok || check.user_id != conn.user_id) {
+                count(metrics().auth_failures[check.ok ? kAuthClaims : classify_auth_failure(check.reason)]);
                 server_->fail(conn, "unauthorized", "invalid token, or a token of another user", kCloseUnauthorized);
                 break;
             }
@@ -115,6 +147,8 @@ void SessionHub::dispatch(Connection &conn, const std::string &text) {
 }
 
 void SessionHub::on_closed(Connection &conn) {
+    release_connection_record(conn.record);
+    conn.record = -1;
     if (!conn.session_id.empty()) {
         auto it = sessions_.find(conn.session_id);
         if (it != sessions_.end()) {
@@ -249,6 +283,7 @@ void SessionHub::handle_open(EventLog &log, const Request &request, Batch &batch
         SessionRow row = log.get_session(session_id);
         if (!row.found || !row.active) {
             batch.after_commit.push_back([this, conn_id]() {
+                count(metrics().connections_refused[kRefuseSessionNotFound]);
                 if (Connection *conn = server_->find(conn_id))
                     server_->fail(*conn, "session_not_found", "no such session, or it is closed",
                                   kCloseSessionNotFound);
@@ -257,6 +292,7 @@ void SessionHub::handle_open(EventLog &log, const Request &request, Batch &batch
         }
         if (row.user_id != request.user_id) {
             batch.after_commit.push_back([this, conn_id]() {
+                count(metrics().connections_refused[kRefuseForbidden]);
                 if (Connection *conn = server_->find(conn_id))
                     server_->fail(*conn, "forbidden", "this session belongs to another user", kCloseForbidden);
             });
@@ -286,6 +322,7 @@ void SessionHub::become_ready(uint64_t conn_id, const std::string &session_id, c
     conn->session_id = session_id;
     conn->live_row_id = live_row_id;
     conn->cursor = head;
+    count(metrics().connections_accepted);
     sessions_[session_id].connections.push_back(conn);
     server_->send(*conn, frames::ready(session_id, head, resumed, settings.heartbeat_interval_ms));
 
@@ -296,8 +333,10 @@ void SessionHub::become_ready(uint64_t conn_id, const std::string &session_id, c
         } else {
             conn->cursor = cursor;
             conn->replaying = true;
+            count(metrics().replays);
         }
     }
+    write_record(*conn);
     // Always look once: events may have committed after head was read.
     mark_dirty(session_id);
 
@@ -369,6 +408,7 @@ void SessionHub::handle_user_message(EventLog &log, const Request &request, Batc
         log.insert_generation(session_id, event_id, message_id);
     }
     batch.after_commit.push_back([this, conn_id, session_id, key, event_id, message_id]() {
+        count(metrics().events_appended[kSourceClient]);
         if (!message_id.empty()) generations_.enqueue(session_id, event_id, message_id);
         mark_dirty(session_id);
         if (Connection *conn = server_->find(conn_id)) server_->send(*conn, frames::ack(key, event_id, false));
@@ -389,6 +429,8 @@ void SessionHub::handle_resume(EventLog &log, const Request &request, Batch &bat
         }
         conn->cursor = cursor;
         conn->replaying = true;
+        count(metrics().replays);
+        write_record(*conn);
         mark_dirty(conn->session_id);
     });
 }
@@ -398,6 +440,7 @@ std::function<void()> SessionHub::failure_answer(const Request &request) {
     switch (request.kind) {
         case Request::Kind::Open:
             return [this, conn_id]() {
+                count(metrics().connections_refused[kRefuseInternalError]);
                 if (Connection *conn = server_->find(conn_id))
                     server_->fail(*conn, "internal_error", "the session could not be opened", kCloseInternal);
             };
@@ -488,7 +531,10 @@ bool SessionHub::feed(const Readers &readers, const std::vector<EventRow> &event
     const size_t send_buffer = static_cast<size_t>(settings.max_send_buffer);
     bool batch_full = end - begin == static_cast<size_t>(kReadBatch);
     bool wants_more = false;  // someone took the whole batch: read on next pass
+    uint64_t delivered = 0, replayed = 0;
     for (Connection *conn : readers.connections) {
+        int64_t cursor_before = conn->cursor;
+        bool was_replaying = conn->replaying;
         for (size_t i = begin; i < end; i++) {
             const EventRow &event = events[i];
             if (event.id <= conn->cursor) continue;
@@ -513,6 +559,10 @@ bool SessionHub::feed(const Readers &readers, const std::vector<EventRow> &event
             conn->cursor = event.id;
             if (conn->state != Connection::State::Ready) break;  // closed meanwhile
         }
+        uint64_t fed = static_cast<uint64_t>(conn->cursor - cursor_before);
+        delivered += fed;
+        if (was_replaying) replayed += fed;
+        if (fed > 0) write_record(*conn);
         bool took_all = begin == end || conn->cursor >= events[end - 1].id;
         if (took_all && batch_full) wants_more = true;
         if (took_all && !batch_full && conn->replaying && conn->state == Connection::State::Ready) {
@@ -520,6 +570,8 @@ bool SessionHub::feed(const Readers &readers, const std::vector<EventRow> &event
             server_->send(*conn, frames::replay_done(conn->cursor));
         }
     }
+    if (delivered > 0) count(metrics().events_delivered, delivered);
+    if (replayed > 0) count(metrics().replayed_events, replayed);
     return !wants_more;
 }
 
@@ -546,6 +598,10 @@ void SessionHub::record_last_seen(Clock::time_point now) {
     if (seen.empty()) return;
     if (db_.transact([&](EventLog &log) { log.touch_live_connections(seen); }))
         for (Connection *conn : touched) conn->last_seen_recorded = conn->last_received;
+}
+
+void SessionHub::refresh_connection_records() {
+    server_->for_each([this](Connection &conn) { write_record(conn); });
 }
 
 void SessionHub::announce_restart() {

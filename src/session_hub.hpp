@@ -62,6 +62,10 @@ class SessionHub : public ServerHandler {
     // connections that sent anything since.
     void record_last_seen(Clock::time_point now);
 
+    // Once a second: the connection records (resumable_ws.connections())
+    // get every connection's queued bytes.
+    void refresh_connection_records();
+
   private:
     struct Session {
         std::vector<Connection *> connections;
@@ -99,6 +103,7 @@ class SessionHub : public ServerHandler {
     bool feed(const Readers &readers, const std::vector<EventRow> &events, size_t begin, size_t end);
     void close_session_connections(const std::string &session_id);
     void mark_dirty(const std::string &session_id) { dirty_.insert(session_id); }
+    void write_record(const Connection &conn);
 
     Database &db_;
     Generations &generations_;

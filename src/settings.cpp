@@ -1,6 +1,8 @@
 #include "pg.hpp"
 #include "settings.hpp"
 
+#include "address_filter.hpp"
+
 extern "C" {
 #include "utils/guc.h"
 }
@@ -15,6 +17,28 @@ static const struct config_enum_entry llm_provider_options[] = {
     {"none", LLM_PROVIDER_NONE, false},
     {nullptr, 0, false},
 };
+
+// metrics_addresses must be a list of addresses and networks: a typo is
+// refused at SET or reload (the old value stays), never silently ignored.
+static bool parse_addresses(const char *value, char *error, size_t error_size) noexcept {
+    try {
+        AddressFilter filter;
+        std::string why;
+        if (filter.parse(value ? value : "", why)) return true;
+        strlcpy(error, why.c_str(), error_size);
+    } catch (...) {
+        strlcpy(error, "cannot parse the list", error_size);
+    }
+    return false;
+}
+
+static bool check_metrics_addresses(char **newval, void **, GucSource) {
+    char error[256];
+    if (parse_addresses(*newval, error, sizeof(error))) return true;
+    GUC_check_errdetail("%s", error);
+    GUC_check_errhint("A comma-separated list of IP addresses and CIDR networks, such as 127.0.0.1/32,::1/128.");
+    return false;
+}
 
 void define_settings() {
     DefineCustomStringVariable("resumable_ws.listen_addresses", "Addresses the WebSocket/HTTP server binds.",
@@ -47,8 +71,8 @@ void define_settings() {
                                &settings.ssl_key_file, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
     DefineCustomStringVariable("resumable_ws.metrics_addresses", "Client networks allowed to read GET /metrics.",
                                "Comma-separated addresses or CIDR networks; empty: nobody.",
-                               &settings.metrics_addresses, "127.0.0.1/32,::1/128", PGC_SIGHUP, 0, nullptr, nullptr,
-                               nullptr);
+                               &settings.metrics_addresses, "127.0.0.1/32,::1/128", PGC_SIGHUP, 0,
+                               check_metrics_addresses, nullptr, nullptr);
     DefineCustomBoolVariable("resumable_ws.anonymous_sign_in", "Enables POST /auth/anonymous.", nullptr,
                              &settings.anonymous_sign_in, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(

@@ -1,5 +1,11 @@
 #include "shared_state.hpp"
 
+#include "connection_records.hpp"
+#include "metrics.hpp"
+#include "settings.hpp"
+
+#include <new>
+
 extern "C" {
 #include "access/xact.h"
 #include "storage/ipc.h"
@@ -9,10 +15,22 @@ extern "C" {
 
 namespace rws {
 
+static_assert(kMaxWorkers == kMaxWorkerSlots, "one set of gauges per worker slot");
+
 static SharedState *shared = nullptr;
+
+// Records for resumable_ws.connections(): max_connections as set at
+// postmaster start (a later, higher setting serves more than are listed).
+static uint32_t connection_capacity() {
+    int wanted = settings.max_connections > 0 ? settings.max_connections : 1;
+    return static_cast<uint32_t>(wanted) < kMaxConnectionRecords ? static_cast<uint32_t>(wanted)
+                                                                 : kMaxConnectionRecords;
+}
 
 void request_shared_state() {
     RequestAddinShmemSpace(sizeof(SharedState));
+    RequestAddinShmemSpace(sizeof(SharedMetrics));
+    RequestAddinShmemSpace(connection_table_size(connection_capacity()));
 }
 
 void attach_shared_state() {
@@ -23,7 +41,28 @@ void attach_shared_state() {
         memset(shared, 0, sizeof(SharedState));
         for (auto &slot : shared->slots) SpinLockInit(&slot.mutex);
     }
+    void *metrics_memory = ShmemInitStruct("resumable_ws metrics", sizeof(SharedMetrics), &found);
+    if (!found) {
+        memset(metrics_memory, 0, sizeof(SharedMetrics));
+        new (metrics_memory) SharedMetrics();
+    }
+    use_shared_metrics(static_cast<SharedMetrics *>(metrics_memory));
+    uint32_t capacity = connection_capacity();
+    auto *table = static_cast<ConnectionTable *>(
+        ShmemInitStruct("resumable_ws connections", connection_table_size(capacity), &found));
+    if (!found) init_connection_table(table, capacity);
+    use_connection_table(table, -1);
     LWLockRelease(AddinShmemInitLock);
+}
+
+static void use_slot(int index) {
+    WorkerGauges &gauges = metrics().workers[index];
+    gauges.connections.store(0, std::memory_order_relaxed);
+    gauges.llm_queue_length.store(0, std::memory_order_relaxed);
+    gauges.started_at.store(static_cast<int64_t>(time(nullptr)), std::memory_order_relaxed);
+    use_worker_gauges(&gauges);
+    use_connection_table(connection_table(), index);
+    release_slot_records();  // what a previous worker of this slot left
 }
 
 WorkerSlot *claim_worker_slot(Oid database_oid) {
@@ -38,6 +77,7 @@ WorkerSlot *claim_worker_slot(Oid database_oid) {
             slot.head = slot.tail = 0;
             slot.overflowed = true;  // first drain re-reads everything
             SpinLockRelease(&slot.mutex);
+            use_slot(static_cast<int>(&slot - shared->slots));
             return &slot;
         }
         SpinLockRelease(&slot.mutex);
@@ -46,6 +86,11 @@ WorkerSlot *claim_worker_slot(Oid database_oid) {
 }
 
 void release_worker_slot(WorkerSlot *slot) {
+    int index = static_cast<int>(slot - shared->slots);
+    release_slot_records();
+    metrics().workers[index].started_at.store(0, std::memory_order_relaxed);
+    metrics().workers[index].connections.store(0, std::memory_order_relaxed);
+    metrics().workers[index].llm_queue_length.store(0, std::memory_order_relaxed);
     SpinLockAcquire(&slot->mutex);
     slot->pid = 0;
     slot->latch = nullptr;
@@ -103,7 +148,43 @@ void wake_at_commit(const pg_uuid_t &session_id, bool closed) {
     }
 }
 
+// Events inserted by this backend (publish() or INSERT), counted as
+// published when the transaction commits. Per subtransaction, so that those
+// of a rolled-back savepoint (or plpgsql EXCEPTION block) are not counted:
+// subtransaction ids grow, and an aborting one takes every entry at or above
+// its own id (its own and its children's). Past kEventCountsMax entries the
+// newest entry absorbs the rest (a later rollback may then over-count).
+struct EventCount {
+    SubTransactionId subxact;
+    uint64 events;
+};
+constexpr int kEventCountsMax = 32;
+static EventCount event_counts[kEventCountsMax];
+static int event_counts_used = 0;
+
+void count_published_event() {
+    SubTransactionId subxact = GetCurrentSubTransactionId();
+    if (event_counts_used > 0 &&
+        (event_counts[event_counts_used - 1].subxact == subxact || event_counts_used == kEventCountsMax)) {
+        event_counts[event_counts_used - 1].events++;
+        return;
+    }
+    event_counts[event_counts_used++] = EventCount{subxact, 1};
+}
+
+static void on_subxact_event(SubXactEvent event, SubTransactionId subxact, SubTransactionId, void *) {
+    if (event != SUBXACT_EVENT_ABORT_SUB) return;
+    while (event_counts_used > 0 && event_counts[event_counts_used - 1].subxact >= subxact) event_counts_used--;
+}
+
+static void count_committed_events() {
+    uint64 events = 0;
+    for (int i = 0; i < event_counts_used; i++) events += event_counts[i].events;
+    if (events > 0) count(metrics().events_appended[kSourcePublish], events);
+}
+
 static void forget_pending() {
+    event_counts_used = 0;
     pending_count = 0;
     pending_overflowed = false;
     pending_any = false;
@@ -136,6 +217,7 @@ static void on_xact_event(XactEvent event, void *) {
         case XACT_EVENT_PARALLEL_COMMIT:
             // Runs after the commit is visible to new snapshots.
             push_pending_to_worker();
+            count_committed_events();
             forget_pending();
             break;
         case XACT_EVENT_ABORT:
@@ -154,6 +236,7 @@ static void on_xact_event(XactEvent event, void *) {
 
 void register_commit_callback() {
     RegisterXactCallback(on_xact_event, nullptr);
+    RegisterSubXactCallback(on_subxact_event, nullptr);
 }
 
 }  // namespace rws

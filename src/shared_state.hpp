@@ -54,6 +54,9 @@ void mark_worker_process();
 // Backend side: remember a session changed by this transaction; pushed to the
 // worker serving this database when (and only if) the transaction commits.
 void wake_at_commit(const pg_uuid_t &session_id, bool closed);
+// Counts one event inserted by this backend; added to the published events
+// (rws_events_appended_total{source="publish"}) when, and only if, it commits.
+void count_published_event();
 void register_commit_callback();
 
 }  // namespace rws

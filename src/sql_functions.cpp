@@ -70,6 +70,7 @@ extern "C" Datum rws_on_event_insert(PG_FUNCTION_ARGS) {
                         errhint("Publish a reference to large data instead of the data itself.")));
 
     rws::wake_at_commit(*DatumGetUUIDP(trigger_column(trigger, row, "session_id")), false);
+    rws::count_published_event();
     return PointerGetDatum(row);
 }
 

@@ -8,6 +8,7 @@
 #include "database.hpp"
 #include "generations.hpp"
 #include "llm_client.hpp"
+#include "metrics.hpp"
 #include "server.hpp"
 #include "session_hub.hpp"
 #include "settings.hpp"
@@ -204,6 +205,7 @@ static void serve(Database &db) {
         check_for_interrupts();
         reload_settings_if_asked();
 
+        auto pass_start = Clock::now();
         uv_run(&loop, UV_RUN_NOWAIT);
 
         wakes.clear();
@@ -213,9 +215,15 @@ static void serve(Database &db) {
         report_table_stats();
 
         now = Clock::now();
+        metrics().pass_duration.observe(kDurationBuckets, now - pass_start);
+        // Gauges: stored by this worker, summed over workers when read.
+        worker_gauges().connections.store(static_cast<int64_t>(server.connection_count()), std::memory_order_relaxed);
+        worker_gauges().llm_queue_length.store(static_cast<int64_t>(generations.queued_count()),
+                                               std::memory_order_relaxed);
         if (now >= next_tick) {
             server.tick(now, time(nullptr));
             hub.record_last_seen(now);
+            hub.refresh_connection_records();
             next_tick = now + std::chrono::seconds(1);
         }
     }
