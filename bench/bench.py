@@ -1,6 +1,8 @@
 """Benchmarks for resumable_ws. Prints figures; asserts nothing.
 
     /usr/bin/python3 bench/bench.py            (as root, after `make install`)
+    /usr/bin/python3 bench/bench.py --baseline REF [--rounds N]
+                                               REF and this tree in turn (bench/baseline.py)
 
 Starts its own cluster (tests' harness), measures, and stops it:
   1. publish -> delivery: events/s from SQL publish() to a WebSocket client,
@@ -19,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "test", "e2e"))
 from harness import Cluster  # noqa: E402
+from baseline import side_by_side  # noqa: E402
 
 
 def rss_kib(pid):
@@ -135,7 +138,8 @@ async def bench_idle_memory(cluster, count):
     return before, after, (after - before) * 1024 / count
 
 
-async def main():
+async def measure(label):
+    print(f"--- {label}", flush=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     cluster = Cluster(max_connections=60)
@@ -162,4 +166,4 @@ async def main():
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    side_by_side(sys.argv[1:], lambda label: asyncio.run(measure(label)))

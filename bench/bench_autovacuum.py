@@ -15,16 +15,14 @@ versions page pruning and vacuum must reclaim.
 """
 import asyncio
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "test", "e2e"))
 from harness import Cluster  # noqa: E402
+from baseline import side_by_side  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 SESSIONS = 100
 IN_FLIGHT = 20         # unacknowledged messages per connection
 SAMPLE_EVERY = 5.0     # seconds
@@ -36,11 +34,6 @@ SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_dead_tup, autovacuum_coun
        pg_relation_size(format('resumable_ws.%I', relname))
   FROM pg_stat_user_tables WHERE schemaname = 'resumable_ws' AND relname IN ('ws_sessions', 'ws_events')
  ORDER BY relname DESC"""
-
-
-def install(tree):
-    for args in (["make", "-s", f"-j{os.cpu_count()}"], ["make", "-s", "install"]):
-        subprocess.run(args, cwd=tree, check=True, stdout=subprocess.DEVNULL)
 
 
 async def append(cluster, total, progress):
@@ -98,22 +91,11 @@ async def measure(label, total):
 
 def main():
     args = sys.argv[1:]
-    baseline = None
-    if "--baseline" in args:
-        i = args.index("--baseline")
-        baseline = args[i + 1]
-        del args[i:i + 2]
-    total = int(args[0]) if args else 1_000_000
-    if baseline:
-        worktree = tempfile.mkdtemp(prefix="rws-baseline-")
-        subprocess.run(["git", "worktree", "add", "-q", "--detach", worktree, baseline], cwd=ROOT, check=True)
-        try:
-            install(worktree)
-            asyncio.run(measure(f"baseline {baseline}", total))
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", worktree], cwd=ROOT, check=False)
-        install(ROOT)
-    asyncio.run(measure("this tree", total))
+
+    def measure_once(label):
+        asyncio.run(measure(label, int(args[0]) if args else 1_000_000))
+
+    side_by_side(args, measure_once)
 
 
 if __name__ == "__main__":
