@@ -65,6 +65,14 @@ static std::vector<std::string> split_addresses(const std::string &list) {
     return out;
 }
 
+std::string Server::prepare_tls() {
+    return tls_.prepare(settings.ssl_cert_file, settings.ssl_key_file);
+}
+
+tls::Reload Server::reload_tls() {
+    return tls_.reload(settings.ssl_cert_file, settings.ssl_key_file);
+}
+
 void Server::start() {
     // RWS_LWS_DEBUG in the postmaster's environment adds lws's notice, info
     // and debug lines (never its header/parser levels, which show tokens).
@@ -85,6 +93,7 @@ void Server::start() {
                    LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.user = this;
     info.port = CONTEXT_PORT_NO_LISTEN;
+    if (tls_.on()) info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     context_ = lws_create_context(&info);
     if (context_ == nullptr)
         throw std::runtime_error("lws_create_context failed (is libwebsockets-evlib-uv installed?)");
@@ -101,6 +110,12 @@ void Server::start() {
         vhost.alpn = "http/1.1";
         vhost.options =
             LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_LIBUV;
+        if (tls_.on())
+            // Our certificate goes into the context lws creates (see
+            // tls.hpp). Plain-text requests are let through to be answered
+            // 400 (on_http, on_filter) rather than dropped without a word.
+            vhost.options |= LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX | LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
+                             LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
         std::string iface = address;
         if (iface == "localhost") iface = "127.0.0.1";
         if (iface == "*") {
@@ -109,8 +124,10 @@ void Server::start() {
             vhost.iface = iface.c_str();
             if (iface.find(':') == std::string::npos) vhost.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
         }
+        tls_failed_ = false;
         if (lws_create_vhost(context_, &vhost) == nullptr)
-            throw std::runtime_error("cannot listen on " + address + ":" + std::to_string(settings.port));
+            throw std::runtime_error((tls_failed_ ? "OpenSSL refused the TLS certificate for " : "cannot listen on ") +
+                                     address + ":" + std::to_string(settings.port));
     }
 }
 
@@ -401,7 +418,18 @@ static bool has_body(const HeaderValues &content_length) {
     return !content_length.empty() && content_length[0].find_first_not_of(" \t0") != std::string::npos;
 }
 
+// A plain-text request on a TLS port (lws lets it through only to be
+// answered here).
+static bool plain_text_on_tls(const tls::State &state, lws *wsi) {
+    return state.on() && !lws_is_ssl(wsi);
+}
+
+static HttpResponse speaks_https() {
+    return text_response(HTTP_STATUS_BAD_REQUEST, "this server speaks HTTPS only: use https:// (and wss:// for /ws)");
+}
+
 int Server::on_http(lws *wsi, const char *uri) {
+    if (plain_text_on_tls(tls_, wsi)) return answer_and_close(wsi, speaks_https());
     bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
     bool is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
     std::string path = uri ? uri : "";
@@ -466,6 +494,7 @@ static bool url_arg(lws *wsi, const char *name, std::string &out) {
 // LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, which lws 4.1.6 can call with freed
 // header data: CVE-2025-11677.)
 int Server::on_filter(lws *wsi, Connection **slot) {
+    if (plain_text_on_tls(tls_, wsi)) return answer_and_close(wsi, speaks_https());
     char uri[256];
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
         return answer_and_close(wsi, text_response(HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint here"));
@@ -659,6 +688,11 @@ void Server::stop_accepting() {
 
 int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len) {
     auto reason = static_cast<lws_callback_reasons>(reason_int);
+    // Called while a TLS vhost is created; user is its SSL_CTX, not a slot.
+    if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS) {
+        tls_failed_ = !tls_.configure(static_cast<SSL_CTX *>(user));
+        return tls_failed_ ? 1 : 0;
+    }
     auto **slot = static_cast<Connection **>(user);
     Connection *conn = slot ? *slot : nullptr;
 

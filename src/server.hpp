@@ -7,6 +7,7 @@
 #include "chat_page.hpp"
 #include "connection.hpp"
 #include "sign_in_limiter.hpp"
+#include "tls.hpp"
 
 #include <functional>
 #include <memory>
@@ -65,7 +66,16 @@ class Server {
   public:
     Server(uv_loop_t *loop, ServerHandler &handler);
     ~Server();
-    // Binds resumable_ws.listen_addresses:port; throws on failure.
+    // Reads the TLS files the settings name: "" (TLS on, or off as asked) or
+    // why TLS was asked for and cannot be used. Called before start().
+    std::string prepare_tls();
+    bool tls_on() const { return tls_.on(); }
+    std::string tls_certificate() const { return tls_.describe(); }
+    // After SIGHUP: a new certificate for new handshakes, or Restart when TLS
+    // was switched on or off.
+    tls::Reload reload_tls();
+    // Binds resumable_ws.listen_addresses:port (with TLS if prepare_tls said
+    // so); throws on failure.
     void start();
     // Where GET / finds the chat page (web/chat.html as installed).
     void set_page_path(std::string path) { page_.set_path(std::move(path)); }
@@ -136,6 +146,8 @@ class Server {
     std::unordered_map<lws *, HttpResponse> http_responses_;  // being written
     ChatPage page_;
     SignInLimiter sign_in_limiter_;
+    tls::State tls_;
+    bool tls_failed_ = false;  // the vhost being created refused the certificate
 };
 
 }  // namespace rws
