@@ -9,6 +9,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -60,10 +63,36 @@ static std::string openssl_reason() {
     return reason ? reason : "unknown error";
 }
 
-// Reads a whole (small) file; "" in error on success.
-static std::string read_file(const std::string &path, std::string &content) {
+// PostgreSQL's own rule for ssl_key_file: owned by the server's user and
+// readable by nobody else, or owned by root and readable by a group at most.
+static std::string key_permissions_error(const std::string &path, const struct stat &info) {
+    if (!S_ISREG(info.st_mode)) return "\"" + path + "\" is not a regular file";
+    if (info.st_uid == geteuid()) {
+        if (info.st_mode & (S_IRWXG | S_IRWXO))
+            return "\"" + path +
+                   "\" has group or world access: a private key must be mode 0600 (or 0640 if owned by root)";
+    } else if (info.st_uid == 0) {
+        if (info.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))
+            return "\"" + path + "\" is accessible by others: a private key owned by root must be mode 0640 or less";
+    } else {
+        return "\"" + path + "\" must be owned by the database server's user or by root";
+    }
+    return "";
+}
+
+// Reads a whole (small) file; "" in error on success. A private key's
+// permissions are checked on the file opened, not on its name.
+static std::string read_file(const std::string &path, std::string &content, bool private_key = false) {
     FILE *file = fopen(path.c_str(), "rb");
     if (file == nullptr) return "cannot open \"" + path + "\": " + strerror(errno);
+    struct stat info;
+    if (private_key) {
+        std::string error = fstat(fileno(file), &info) == 0 ? key_permissions_error(path, info) : strerror(errno);
+        if (!error.empty()) {
+            fclose(file);
+            return error;
+        }
+    }
     content.clear();
     char buffer[16384];
     size_t n;
@@ -110,7 +139,7 @@ std::string Credentials::load(const std::string &cert_file, const std::string &k
     }
     ERR_clear_error();
 
-    error = read_file(key_file, text);
+    error = read_file(key_file, text, /*private_key=*/true);
     if (!error.empty()) return error;
     bio.reset(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
     if (!bio) return "out of memory";

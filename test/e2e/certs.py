@@ -11,7 +11,7 @@ import ssl
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 
@@ -43,10 +43,14 @@ class Authority:
         with open(self.ca_file, "wb") as f:
             f.write(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, cn, days=1):
-        """A new key and a certificate for localhost/127.0.0.1; returns
-        (cert PEM bytes, key PEM bytes, serial, SPKI pin for Chromium)."""
-        key = ec.generate_private_key(ec.SECP256R1())
+    def issue(self, cn, days=1, key_type="ec"):
+        """A new key (EC P-256, or RSA 2048 with key_type="rsa") and a
+        certificate for localhost/127.0.0.1; returns (cert PEM bytes, key PEM
+        bytes, serial, SPKI pin for Chromium)."""
+        if key_type == "rsa":
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         serial = x509.random_serial_number()
         cert = (x509.CertificateBuilder()

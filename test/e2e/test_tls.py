@@ -214,7 +214,7 @@ async def test_a_new_certificate_on_reload_leaves_open_connections_alone(cluster
 
 
 @pytest.mark.parametrize("breakage", ["garbage certificate", "key of another certificate", "missing key",
-                                      "encrypted key", "truncated chain"])
+                                      "encrypted key", "truncated chain", "key readable by others"])
 @run
 async def test_unusable_files_on_reload_keep_the_certificate_in_force(cluster, ca, breakage):
     in_force = peer_certificate(cluster.ws_port, ca).serial_number
@@ -232,6 +232,8 @@ async def test_unusable_files_on_reload_keep_the_certificate_in_force(cluster, c
         key = serialization.load_pem_private_key(good_key, None)
         ca.write("server.key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                  serialization.BestAvailableEncryption(b"secret")), private=True)
+    elif breakage == "key readable by others":
+        ca.write("server.key", good_key)
     elif breakage == "truncated chain":
         ca.write("server.crt", other_cert + good_cert[: len(good_cert) // 2])
     try:

@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -83,6 +84,7 @@ class Tls : public ::testing::Test {
     void SetUp() override {
         char pattern[] = "/tmp/rws-tls-test-XXXXXX";
         dir_ = mkdtemp(pattern);
+        umask(077);  // files written here are private unless a test says so
         ctx_ = SSL_CTX_new(TLS_server_method());
     }
     void TearDown() override {
@@ -154,6 +156,7 @@ TEST_F(Tls, UnusableFilesAreRefusedWithAReasonAndChangeNothing) {
         {cert, write(path("encrypted.pem"), pem_of(a_.pkey, "secret")), "encrypted keys are not supported"},
         {cert, write(path("cert-as-key.pem"), a_.cert), "no usable PEM private key"},
         {path(""), key, "cannot read"},  // a directory
+        {cert, path(""), "not a regular file"},
     };
     for (const auto &c : cases) {
         std::string error = credentials.load(c.cert, c.key);
@@ -161,6 +164,18 @@ TEST_F(Tls, UnusableFilesAreRefusedWithAReasonAndChangeNothing) {
         EXPECT_EQ(error.find("PRIVATE KEY"), std::string::npos) << error;
         EXPECT_EQ(credentials.fingerprint(), before);
     }
+}
+
+TEST_F(Tls, APrivateKeyOthersCanReadIsRefused) {
+    Credentials credentials;
+    std::string cert = write(path("c.pem"), a_.cert), key = write(path("k.pem"), a_.key);
+    chmod(key.c_str(), 0644);
+    EXPECT_NE(credentials.load(cert, key).find("has group or world access"), std::string::npos);
+    EXPECT_FALSE(credentials.loaded());
+    chmod(key.c_str(), 0600);
+    EXPECT_EQ(credentials.load(cert, key), "");
+    chmod(cert.c_str(), 0644);  // a certificate is public
+    EXPECT_EQ(credentials.load(cert, key), "");
 }
 
 TEST_F(Tls, HardenedContextsStartAtTls12) {
