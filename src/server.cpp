@@ -492,7 +492,7 @@ static bool url_arg(lws *wsi, const char *name, std::string &out) {
 // The upgrade request is checked here, before lws answers it: lws 4.1.6
 // accepts any Sec-WebSocket-Version and any non-empty key. (Not in
 // LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, which lws 4.1.6 can call with freed
-// header data: CVE-2025-11677.)
+// header data: CVE-2025-11677; see on_confirm_upgrade.)
 int Server::on_filter(lws *wsi, Connection **slot) {
     if (plain_text_on_tls(tls_, wsi)) return answer_and_close(wsi, speaks_https());
     char uri[256];
@@ -537,6 +537,25 @@ int Server::on_filter(lws *wsi, Connection **slot) {
     *slot = conn.get();
     connections_.emplace(conn->id, std::move(conn));
     return 0;
+}
+
+// lws 4.1.6 switches to HTTP/2 on "Upgrade: h2c" (also inside TLS, where
+// ALPN never offers h2), and its HPACK decoder has an open CVE: only
+// "websocket" passes. The header is read from lws's header table, never
+// through `in`: after lws has refused an unknown upgrade itself, `in` points
+// at freed header data (CVE-2025-11677) while the table is empty, so nothing
+// more is written then and lws hangs up.
+int Server::on_confirm_upgrade(lws *wsi) {
+    char upgrade[16];
+    int length = lws_hdr_copy(wsi, upgrade, sizeof(upgrade), WSI_TOKEN_UPGRADE);
+    if (length > 0 && strcasecmp(upgrade, "websocket") == 0) return 0;
+    if (length <= 0) return -1;
+    if (plain_text_on_tls(tls_, wsi)) {
+        answer_and_close(wsi, speaks_https());
+    } else {
+        answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST, "only Upgrade: websocket is served here"));
+    }
+    return -1;
 }
 
 void Server::reject_frame(Connection &conn, const std::string &message) {
@@ -706,6 +725,7 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
             if (sign_in_waiters_.erase(wsi)) return answer_and_close(wsi, sign_in_anonymously(wsi));
             return 0;
         case LWS_CALLBACK_CLOSED_HTTP: forget_http(wsi); break;
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: return on_confirm_upgrade(wsi);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: return slot ? on_filter(wsi, slot) : 1;
         case LWS_CALLBACK_ESTABLISHED:
             if (conn == nullptr) return 0;

@@ -130,6 +130,7 @@ class Server {
     void serve_page(lws *wsi);
     HttpResponse sign_in_anonymously(lws *wsi);
     void forget_http(lws *wsi);
+    int on_confirm_upgrade(lws *wsi);
     int on_filter(lws *wsi, Connection **slot);
     int on_receive(Connection &conn, const void *in, size_t len);
     int on_writeable(Connection &conn);

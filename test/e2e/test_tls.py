@@ -134,6 +134,46 @@ def test_alpn_is_http_1_1_never_h2(cluster, ca):
                 assert tls.selected_alpn_protocol() == expected, offered
 
 
+H2C = (b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+       b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+ODD_UPGRADE = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n"
+
+
+def exchange(port, data, ctx=None, timeout=5):
+    """Sends bytes (over TLS with ctx); returns everything the server wrote
+    until it closed, and the seconds that took."""
+    if ctx is None:
+        return raw_exchange(port, data, timeout)
+    started = time.monotonic()
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+            tls.sendall(data)
+            try:
+                while chunk := tls.recv(4096):
+                    received += chunk
+            except (ConnectionResetError, ssl.SSLError):
+                pass
+    return received, time.monotonic() - started
+
+
+def check_no_http2_by_upgrade(port, ctx, refusal):
+    """Upgrade: h2c would switch lws 4.1.6 to HTTP/2 (and its HPACK decoder),
+    whatever ALPN says: it is refused, and so is an unknown upgrade."""
+    answer, seconds = exchange(port, H2C, ctx)
+    assert answer.startswith(b"HTTP/1.1 400 ") and refusal in answer, answer
+    assert seconds < 2
+    answer, seconds = exchange(port, ODD_UPGRADE, ctx)
+    assert answer.split(b"\r\n")[0].split(b" ")[1] in (b"400", b"403"), answer
+    assert seconds < 2
+
+
+def test_http2_by_upgrade_is_refused(cluster, ca):
+    check_no_http2_by_upgrade(cluster.ws_port, ca.client_context(), b"only Upgrade: websocket")
+    check_no_http2_by_upgrade(cluster.ws_port, None, b"speaks HTTPS only")
+    assert cluster.http("/healthz")[0] == 200
+
+
 @run
 async def test_plain_text_clients_are_refused_at_once(cluster):
     port = cluster.ws_port
@@ -269,6 +309,7 @@ async def test_switching_tls_off_and_on_restarts_the_worker_gracefully(cluster, 
     plain = await connect_when_back(cluster)
     assert cluster.worker_pid() != pid
     assert cluster.http("/healthz")[0] == 200
+    check_no_http2_by_upgrade(cluster.ws_port, None, b"only Upgrade: websocket")
 
     # Half a pair: TLS stays off, and says why.
     before = log_count(cluster, "TLS stays off: ")
