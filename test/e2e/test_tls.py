@@ -159,12 +159,17 @@ def exchange(port, data, ctx=None, timeout=5):
 
 def check_no_http2_by_upgrade(port, ctx, refusal):
     """Upgrade: h2c would switch lws 4.1.6 to HTTP/2 (and its HPACK decoder),
-    whatever ALPN says: it is refused, and so is an unknown upgrade."""
+    whatever ALPN says: it is refused, and so are an unknown upgrade and the
+    HTTP/2 preface."""
     answer, seconds = exchange(port, H2C, ctx)
     assert answer.startswith(b"HTTP/1.1 400 ") and refusal in answer, answer
     assert seconds < 2
     answer, seconds = exchange(port, ODD_UPGRADE, ctx)
     assert answer.split(b"\r\n")[0].split(b" ")[1] in (b"400", b"403"), answer
+    assert seconds < 2
+    # Nor does HTTP/2 with prior knowledge (its connection preface) get in.
+    answer, seconds = exchange(port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", ctx)
+    assert answer.startswith(b"HTTP/1.1 4") or answer.startswith(b"HTTP/1.0 4") or answer == b"", answer
     assert seconds < 2
 
 
