@@ -116,7 +116,9 @@ void Server::start() {
             // 400 (on_http, on_filter) rather than dropped without a word.
             vhost.options |= LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX | LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
                              LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
-        std::string iface = address;
+        // lws keeps the iface pointer (and compares it when the next vhost
+        // is made: a dangling one made it skip binding a second address).
+        std::string &iface = ifaces_.emplace_back(address);
         if (iface == "localhost") iface = "127.0.0.1";
         if (iface == "*") {
             vhost.iface = nullptr;

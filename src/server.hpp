@@ -9,6 +9,7 @@
 #include "sign_in_limiter.hpp"
 #include "tls.hpp"
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -139,6 +140,7 @@ class Server {
     uv_loop_t *loop_;
     ServerHandler &handler_;
     lws_context *context_ = nullptr;
+    std::deque<std::string> ifaces_;  // the vhosts' addresses, which lws points into
     uint64_t next_id_ = 1;
     bool stopping_ = false;  // stop_accepting() was called
     std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;

@@ -45,7 +45,7 @@ class Authority:
 
     def issue(self, cn, days=1, key_type="ec"):
         """A new key (EC P-256, or RSA 2048 with key_type="rsa") and a
-        certificate for localhost/127.0.0.1; returns (cert PEM bytes, key PEM
+        certificate for localhost, 127.0.0.1 and 127.0.0.2; returns (cert PEM bytes, key PEM
         bytes, serial, SPKI pin for Chromium)."""
         if key_type == "rsa":
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -59,7 +59,8 @@ class Authority:
                 .not_valid_before(now - datetime.timedelta(minutes=5))
                 .not_valid_after(now + datetime.timedelta(days=days))
                 .add_extension(x509.SubjectAlternativeName([
-                    x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                    x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.2"))]),
                     critical=False)
                 .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                 .sign(self.key, hashes.SHA256()))

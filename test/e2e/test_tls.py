@@ -43,6 +43,9 @@ def install(ca, cn):
 def cluster(ca):
     cert_file, key_file, _ = install(ca, "first.test")
     yield from running_cluster(client_ssl=ca.client_context(), **{
+        # Two listening sockets, each with its own TLS context: a reload
+        # must reach both.
+        "resumable_ws.listen_addresses": "'127.0.0.1,127.0.0.2'",
         "resumable_ws.ssl_cert_file": f"'{cert_file}'",
         "resumable_ws.ssl_key_file": f"'{key_file}'",
         "resumable_ws.llm_provider": "echo",
@@ -247,6 +250,7 @@ async def test_a_new_certificate_on_reload_leaves_open_connections_alone(cluster
     # (messages, answers and events) on the session it had.
     fresh = peer_certificate(cluster.ws_port, ca)
     assert fresh.serial_number == serial != old_serial
+    assert peer_certificate(cluster.ws_port, ca, host="127.0.0.2").serial_number == serial
     assert fresh.subject.rfc4514_string() == f"CN={cn}"
     first = events[-1]["id"] + 1
     reply_to, events = await send_and_answer(client, "after")
@@ -284,6 +288,7 @@ async def test_unusable_files_on_reload_keep_the_certificate_in_force(cluster, c
     try:
         reload_and_wait(cluster, "WARNING:  resumable_ws: the TLS certificate in force stays: ")
         assert peer_certificate(cluster.ws_port, ca).serial_number == in_force
+        assert peer_certificate(cluster.ws_port, ca, host="127.0.0.2").serial_number == in_force
         await client.user_message("still here")
         assert (await client.expect("ack"))["duplicate"] is False
         # One line per reload, and no key material in it.
