@@ -96,6 +96,24 @@ async def test_wss_gets_ready_events_and_an_echo_answer(cluster, ca):
     assert "resumable_ws: serving wss://127.0.0.1" in cluster.log()
 
 
+@run
+async def test_large_events_and_replays_go_through_tls_writes_whole(cluster):
+    """Frames larger than a TLS record and than the socket's buffer, live and
+    replayed, arrive whole and in order (lws keeps what a partial SSL_write
+    leaves)."""
+    client = await cluster.new_session()
+    cluster.sql("SELECT resumable_ws.publish(%s, 'big', jsonb_build_object('n', n, 'data', repeat(chr(65 + n), "
+                "900000))) FROM generate_series(1, 3) AS n", (client.session_id,))
+    events = await client.events(0, 3)
+    assert [len(e["payload"]["data"]) for e in events] == [900000] * 3
+    assert [e["payload"]["data"][:1] for e in events] == ["B", "C", "D"]
+    await client.close()
+    again = await cluster.connect(user=client.user, session_id=client.session_id, last_event_id=0)
+    await again.ready()
+    assert [e["payload"]["n"] for e in await again.events(0, 3, allow=("replay_done",))] == [1, 2, 3]
+    await again.close()
+
+
 def test_https_endpoints(cluster):
     status, body = cluster.http("/healthz")
     assert status == 200 and '"database":true' in body
