@@ -152,6 +152,13 @@ std::string Credentials::load(const std::string &cert_file, const std::string &k
         ERR_clear_error();
         return "the private key in \"" + key_file + "\" does not belong to the certificate in \"" + cert_file + "\"";
     }
+    // OpenSSL's security level (Debian's is 2) refuses, say, a 1024-bit RSA
+    // key or a SHA-1 signature only when the pair is put into a context: try
+    // one here, so that such a file is refused like any other broken one.
+    std::unique_ptr<SSL_CTX, void (*)(SSL_CTX *)> trial(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+    if (!trial) return "out of memory: " + openssl_reason();
+    if (SSL_CTX_use_cert_and_key(trial.get(), leaf.get(), key.get(), chain.get(), 1) != 1)
+        return "OpenSSL refuses the certificate in \"" + cert_file + "\": " + openssl_reason();
     leaf_ = std::move(leaf);
     chain_ = std::move(chain);
     key_ = std::move(key);
@@ -284,10 +291,12 @@ Reload State::reload(const char *cert_file, const char *key_file) {
         result.outcome = Reload::Unchanged;
         return result;
     }
-    // Installed into a context only after it was loaded and checked, so a
-    // failure (not expected: the same checks passed) leaves what was there.
+    // Installed only once loaded and checked. Should OpenSSL still refuse it
+    // (not expected: it makes the same checks), every context gets the old
+    // pair back, so that all listening addresses show the same certificate.
     for (SSL_CTX *ctx : contexts_)
         if (!fresh.install(ctx)) {
+            for (SSL_CTX *again : contexts_) credentials_.install(again);
             result.message = std::string(in_force) + ": OpenSSL refused the new certificate";
             return result;
         }

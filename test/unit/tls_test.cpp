@@ -59,8 +59,8 @@ struct Pair {
     std::string cert, key;
     EVP_PKEY *pkey = nullptr;
     X509 *x509 = nullptr;
-    Pair(const char *cn, long serial) {
-        pkey = EVP_EC_gen("P-256");
+    Pair(const char *cn, long serial, int rsa_bits = 0) {
+        pkey = rsa_bits ? EVP_RSA_gen(static_cast<unsigned int>(rsa_bits)) : EVP_EC_gen("P-256");
         x509 = X509_new();
         ASN1_INTEGER_set(X509_get_serialNumber(x509), serial);
         X509_gmtime_adj(X509_getm_notBefore(x509), -60);
@@ -142,6 +142,7 @@ TEST_F(Tls, UnusableFilesAreRefusedWithAReasonAndChangeNothing) {
     std::string cert = write(path("c.pem"), a_.cert), key = write(path("k.pem"), a_.key);
     ASSERT_EQ(credentials.load(cert, key), "");
     std::string before = credentials.fingerprint();
+    Pair weak("weak.test", 12, 1024);  // below OpenSSL's security level 2
 
     struct Case {
         std::string cert, key, expected;
@@ -157,6 +158,7 @@ TEST_F(Tls, UnusableFilesAreRefusedWithAReasonAndChangeNothing) {
         {cert, write(path("cert-as-key.pem"), a_.cert), "no usable PEM private key"},
         {path(""), key, "cannot read"},  // a directory
         {cert, path(""), "not a regular file"},
+        {write(path("weak.pem"), weak.cert), write(path("weak.key"), weak.key), "OpenSSL refuses the certificate"},
     };
     for (const auto &c : cases) {
         std::string error = credentials.load(c.cert, c.key);
