@@ -222,6 +222,43 @@ async def test_plain_text_clients_are_refused_at_once(cluster):
     assert cluster.http("/healthz")[0] == 200
 
 
+def test_hostile_tls_input_leaves_the_server_serving(cluster, ca):
+    """Records with random contents and lengths, handshakes cut off halfway,
+    and garbage after a finished handshake: nothing crashes (the fixture
+    checks the log), and the server keeps answering while they are open."""
+    import os
+    import random
+    rng = random.Random(10)
+    held = []
+    try:
+        for i in range(40):
+            sock = socket.create_connection(("127.0.0.1", cluster.ws_port), timeout=TIMEOUT)
+            if i % 4 == 0:  # a TLS record header, then random bytes
+                sock.sendall(b"\x16\x03" + bytes([rng.randrange(0, 5)]) + os.urandom(rng.randrange(1, 600)))
+            elif i % 4 == 1:  # the first bytes of a real ClientHello, then silence
+                hello = ssl.MemoryBIO(), ssl.MemoryBIO()
+                tls = ca.client_context().wrap_bio(*hello, server_hostname="127.0.0.1")
+                with pytest.raises(ssl.SSLWantReadError):
+                    tls.do_handshake()
+                data = hello[1].read()
+                sock.sendall(data[: rng.randrange(1, len(data))])
+            elif i % 4 == 2:  # a finished handshake, then bytes that are no TLS record
+                sock = ca.client_context().wrap_socket(sock, server_hostname="127.0.0.1")
+                raw = socket.socket(fileno=os.dup(sock.fileno()))  # the same connection, past TLS
+                raw.sendall(os.urandom(rng.randrange(1, 300)))
+                held.append(raw)
+            else:  # random bytes from the start
+                sock.sendall(os.urandom(rng.randrange(1, 300)))
+            held.append(sock)
+        assert cluster.http("/healthz")[0] == 200
+        answer, _ = exchange(cluster.ws_port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                             ca.client_context())
+        assert answer.startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_the_chat_page_works_over_https_in_chromium(cluster, ca):
     current = peer_certificate(cluster.ws_port, ca)
     url = f"https://127.0.0.1:{cluster.ws_port}/"
