@@ -23,6 +23,7 @@ OBJS = \
 	src/llm_stream.o \
 	src/llm_client.o \
 	src/event_log.o \
+	src/tls.o \
 	src/server.o \
 	src/database.o \
 	src/generations.o \

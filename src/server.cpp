@@ -68,6 +68,14 @@ static std::vector<std::string> split_addresses(const std::string &list) {
     return out;
 }
 
+std::string Server::prepare_tls() {
+    return tls_.prepare(settings.ssl_cert_file, settings.ssl_key_file);
+}
+
+tls::Reload Server::reload_tls() {
+    return tls_.reload(settings.ssl_cert_file, settings.ssl_key_file);
+}
+
 void Server::start() {
     // RWS_LWS_DEBUG in the postmaster's environment adds lws's notice, info
     // and debug lines (never its header/parser levels, which show tokens).
@@ -88,6 +96,7 @@ void Server::start() {
                    LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.user = this;
     info.port = CONTEXT_PORT_NO_LISTEN;
+    if (tls_.on()) info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     context_ = lws_create_context(&info);
     if (context_ == nullptr)
         throw std::runtime_error("lws_create_context failed (is libwebsockets-evlib-uv installed?)");
@@ -104,7 +113,15 @@ void Server::start() {
         vhost.alpn = "http/1.1";
         vhost.options =
             LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_LIBUV;
-        std::string iface = address;
+        if (tls_.on())
+            // Our certificate goes into the context lws creates (see
+            // tls.hpp). Plain-text requests are let through to be answered
+            // 400 (on_http, on_filter) rather than dropped without a word.
+            vhost.options |= LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX | LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
+                             LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
+        // lws keeps the iface pointer (and compares it when the next vhost
+        // is made: a dangling one made it skip binding a second address).
+        std::string &iface = ifaces_.emplace_back(address);
         if (iface == "localhost") iface = "127.0.0.1";
         if (iface == "*") {
             vhost.iface = nullptr;
@@ -112,8 +129,10 @@ void Server::start() {
             vhost.iface = iface.c_str();
             if (iface.find(':') == std::string::npos) vhost.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
         }
+        tls_failed_ = false;
         if (lws_create_vhost(context_, &vhost) == nullptr)
-            throw std::runtime_error("cannot listen on " + address + ":" + std::to_string(settings.port));
+            throw std::runtime_error((tls_failed_ ? "OpenSSL refused the TLS certificate for " : "cannot listen on ") +
+                                     address + ":" + std::to_string(settings.port));
     }
 }
 
@@ -433,7 +452,18 @@ static bool has_body(const HeaderValues &content_length) {
     return !content_length.empty() && content_length[0].find_first_not_of(" \t0") != std::string::npos;
 }
 
+// A plain-text request on a TLS port (lws lets it through only to be
+// answered here).
+static bool plain_text_on_tls(const tls::State &state, lws *wsi) {
+    return state.on() && !lws_is_ssl(wsi);
+}
+
+static HttpResponse speaks_https() {
+    return text_response(HTTP_STATUS_BAD_REQUEST, "this server speaks HTTPS only: use https:// (and wss:// for /ws)");
+}
+
 int Server::on_http(lws *wsi, const char *uri) {
+    if (plain_text_on_tls(tls_, wsi)) return answer_and_close(wsi, speaks_https());
     // HEAD is answered as GET without the body (PROTOCOL.md §2).
     bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0 || is_head_request(wsi);
     bool is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
@@ -512,8 +542,9 @@ static int refuse_upgrade(lws *wsi, const HttpResponse &response, RefuseReason r
 // The upgrade request is checked here, before lws answers it: lws 4.1.6
 // accepts any Sec-WebSocket-Version and any non-empty key. (Not in
 // LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, which lws 4.1.6 can call with freed
-// header data: CVE-2025-11677.)
+// header data: CVE-2025-11677; see on_confirm_upgrade.)
 int Server::on_filter(lws *wsi, Connection **slot) {
+    if (plain_text_on_tls(tls_, wsi)) return answer_and_close(wsi, speaks_https());
     char uri[256];
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
         return refuse_upgrade(wsi, text_response(HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint here"));
@@ -557,6 +588,25 @@ int Server::on_filter(lws *wsi, Connection **slot) {
     *slot = conn.get();
     connections_.emplace(conn->id, std::move(conn));
     return 0;
+}
+
+// lws 4.1.6 switches to HTTP/2 on "Upgrade: h2c" (also inside TLS, where
+// ALPN never offers h2), and its HPACK decoder has an open CVE: only
+// "websocket" passes. The header is read from lws's header table, never
+// through `in`: after lws has refused an unknown upgrade itself, `in` points
+// at freed header data (CVE-2025-11677) while the table is empty, so nothing
+// more is written then and lws hangs up.
+int Server::on_confirm_upgrade(lws *wsi) {
+    char upgrade[16];
+    int length = lws_hdr_copy(wsi, upgrade, sizeof(upgrade), WSI_TOKEN_UPGRADE);
+    if (length > 0 && strcasecmp(upgrade, "websocket") == 0) return 0;
+    if (length <= 0) return -1;
+    if (plain_text_on_tls(tls_, wsi)) {
+        answer_and_close(wsi, speaks_https());
+    } else {
+        answer_and_close(wsi, text_response(HTTP_STATUS_BAD_REQUEST, "only Upgrade: websocket is served here"));
+    }
+    return -1;
 }
 
 void Server::reject_frame(Connection &conn, const std::string &message) {
@@ -717,6 +767,11 @@ void Server::stop_accepting() {
 
 int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len) {
     auto reason = static_cast<lws_callback_reasons>(reason_int);
+    // Called while a TLS vhost is created; user is its SSL_CTX, not a slot.
+    if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS) {
+        tls_failed_ = !tls_.configure(static_cast<SSL_CTX *>(user));
+        return tls_failed_ ? 1 : 0;
+    }
     auto **slot = static_cast<Connection **>(user);
     Connection *conn = slot ? *slot : nullptr;
 
@@ -730,6 +785,7 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
             if (sign_in_waiters_.erase(wsi)) return answer_and_close(wsi, sign_in_anonymously(wsi));
             return 0;
         case LWS_CALLBACK_CLOSED_HTTP: forget_http(wsi); break;
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: return on_confirm_upgrade(wsi);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: return slot ? on_filter(wsi, slot) : 1;
         case LWS_CALLBACK_ESTABLISHED:
             if (conn == nullptr) return 0;

@@ -7,7 +7,9 @@
 #include "chat_page.hpp"
 #include "connection.hpp"
 #include "sign_in_limiter.hpp"
+#include "tls.hpp"
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -66,7 +68,16 @@ class Server {
   public:
     Server(uv_loop_t *loop, ServerHandler &handler);
     ~Server();
-    // Binds resumable_ws.listen_addresses:port; throws on failure.
+    // Reads the TLS files the settings name: "" (TLS on, or off as asked) or
+    // why TLS was asked for and cannot be used. Called before start().
+    std::string prepare_tls();
+    bool tls_on() const { return tls_.on(); }
+    std::string tls_certificate() const { return tls_.describe(); }
+    // After SIGHUP: a new certificate for new handshakes, or Restart when TLS
+    // was switched on or off.
+    tls::Reload reload_tls();
+    // Binds resumable_ws.listen_addresses:port (with TLS if prepare_tls said
+    // so); throws on failure.
     void start();
     // Where GET / finds the chat page (web/chat.html as installed).
     void set_page_path(std::string path) { page_.set_path(std::move(path)); }
@@ -123,6 +134,7 @@ class Server {
     HttpResponse sign_in_anonymously(lws *wsi);
     HttpResponse metrics_response(lws *wsi);
     void forget_http(lws *wsi);
+    int on_confirm_upgrade(lws *wsi);
     int on_filter(lws *wsi, Connection **slot);
     int on_receive(Connection &conn, const void *in, size_t len);
     int on_writeable(Connection &conn);
@@ -131,6 +143,7 @@ class Server {
     uv_loop_t *loop_;
     ServerHandler &handler_;
     lws_context *context_ = nullptr;
+    std::deque<std::string> ifaces_;  // the vhosts' addresses, which lws points into
     uint64_t next_id_ = 1;
     bool stopping_ = false;  // stop_accepting() was called
     std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
@@ -139,6 +152,8 @@ class Server {
     std::unordered_map<lws *, HttpResponse> http_responses_;  // being written
     ChatPage page_;
     SignInLimiter sign_in_limiter_;
+    tls::State tls_;
+    bool tls_failed_ = false;  // the vhost being created refused the certificate
 };
 
 }  // namespace rws

@@ -62,13 +62,15 @@ static void check_for_interrupts() {
     }
 }
 
-static void reload_settings_if_asked() {
-    if (!ConfigReloadPending) return;
+// Returns true if the configuration was reloaded (SIGHUP).
+static bool reload_settings_if_asked() {
+    if (!ConfigReloadPending) return false;
     ConfigReloadPending = false;
     try {
         pg_guard([]() noexcept { ProcessConfigFile(PGC_SIGHUP); });
     } catch (const PgError &) {
     }
+    return true;
 }
 
 // Sleeps until the latch is set or timeout_ms pass, before the server runs.
@@ -166,9 +168,24 @@ static void serve(Database &db) {
     }
     llm.start();
     raise_file_limit();
+    // TLS asked for but unusable: nothing is served (never plain text in its
+    // place) until the files or settings are fixed; retried every 5 s and on
+    // SIGHUP, logged when the reason changes.
+    for (std::string logged;;) {
+        std::string error = server.prepare_tls();
+        if (error.empty()) break;
+        if (error != logged)
+            elog(WARNING, "resumable_ws: not serving: %s (retrying every 5 s and on reload)", error.c_str());
+        logged = error;
+        if (!pause(5000)) return;
+    }
     server.start();
-    elog(LOG, "resumable_ws: serving ws://%s:%d/ws for database \"%s\"", settings.listen_addresses, settings.port,
-         settings.database);
+    if (server.tls_on())
+        elog(LOG, "resumable_ws: serving wss://%s:%d/ws for database \"%s\" (TLS certificate %s)",
+             settings.listen_addresses, settings.port, settings.database, server.tls_certificate().c_str());
+    else
+        elog(LOG, "resumable_ws: serving ws://%s:%d/ws for database \"%s\"", settings.listen_addresses, settings.port,
+             settings.database);
 
     WaitEventSet *wait_set = nullptr;
     pg_guard([&]() noexcept {
@@ -181,7 +198,8 @@ static void serve(Database &db) {
 
     std::vector<Wake> wakes;
     auto next_tick = Clock::now();
-    while (!shutdown_requested) {
+    bool restart = false;  // TLS was switched on or off: the worker restarts
+    while (!shutdown_requested && !restart) {
         // Sleep no longer than libuv's next timer, pending work, or the
         // once-a-second heartbeat/expiry tick allow.
         auto now = Clock::now();
@@ -203,7 +221,16 @@ static void serve(Database &db) {
             }
         }
         check_for_interrupts();
-        reload_settings_if_asked();
+        if (reload_settings_if_asked()) {
+            tls::Reload reloaded = server.reload_tls();
+            if (reloaded.outcome != tls::Reload::Unchanged)
+                elog(reloaded.outcome == tls::Reload::Kept ? WARNING : LOG, "resumable_ws: %s",
+                     reloaded.message.c_str());
+            // The listening sockets' mode is fixed when they are made: the
+            // worker ends like at SIGTERM (clients are told to come back) and
+            // the postmaster starts it again a second later.
+            restart = reloaded.outcome == tls::Reload::Restart;
+        }
 
         auto pass_start = Clock::now();
         uv_run(&loop, UV_RUN_NOWAIT);

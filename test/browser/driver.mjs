@@ -12,7 +12,9 @@ const browser = await chromium.launch({
   timeout: 30000,
   // Chromium's own background traffic would only hit this machine's closed network.
   args: ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-extensions"],
+         "--disable-component-update", "--disable-sync", "--disable-extensions",
+         // More from the suite (test_tls.py: the SPKI pins of its test certificates).
+         ...JSON.parse(process.env.RWS_BROWSER_ARGS || "[]")],
 });
 
 let context = null;

@@ -16,9 +16,11 @@ class BrowserError(AssertionError):
 
 
 class Browser:
-    def __init__(self):
+    def __init__(self, extra_args=()):
+        """extra_args: more Chromium command-line switches."""
+        env = dict(os.environ, RWS_BROWSER_ARGS=json.dumps(list(extra_args)))
         self.proc = subprocess.Popen(["node", "driver.mjs"], cwd=BROWSER_DIR, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.answers = queue.Queue()
         self.stderr = []
         threading.Thread(target=self._pump, args=(self.proc.stdout, self.answers.put, True),

@@ -38,7 +38,10 @@ def free_port():
 
 
 class Cluster:
-    def __init__(self, **settings):
+    def __init__(self, client_ssl=None, **settings):
+        # An ssl.SSLContext when the server speaks HTTPS/WSS (test_tls.py):
+        # every client of the harness then uses it.
+        self.client_ssl = client_ssl
         self.dir = tempfile.mkdtemp(prefix="rws-e2e-")
         self.data = os.path.join(self.dir, "data")
         self.logfile = os.path.join(self.dir, "server.log")
@@ -80,9 +83,10 @@ class Cluster:
         # working directory.
         return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=60, cwd="/")
 
-    def start(self):
+    def start(self, wait_healthy=True):
         self._pg(["pg_ctl", "-D", self.data, "-l", self.logfile, "-w", "-t", "30", "start"])
-        self.wait_healthy()
+        if wait_healthy:
+            self.wait_healthy()
 
     def stop(self, mode="fast"):
         self.close_sql()
@@ -142,9 +146,10 @@ class Cluster:
     # --- HTTP ---------------------------------------------------------------
 
     def http(self, path, method="GET"):
-        request = urllib.request.Request(f"http://127.0.0.1:{self.ws_port}{path}", method=method)
+        scheme = "https" if self.client_ssl else "http"
+        request = urllib.request.Request(f"{scheme}://127.0.0.1:{self.ws_port}{path}", method=method)
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self.client_ssl) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
@@ -181,13 +186,15 @@ class Cluster:
         if token is not None:
             query.append(f"token={token}")
         query += [f"{k}={v}" for k, v in params.items()]
-        return f"ws://127.0.0.1:{self.ws_port}/ws" + ("?" + "&".join(query) if query else "")
+        scheme = "wss" if self.client_ssl else "ws"
+        return f"{scheme}://127.0.0.1:{self.ws_port}/ws" + ("?" + "&".join(query) if query else "")
 
     async def connect(self, user=None, token=None, **params):
         user = user or str(uuid.uuid4())
         token = token if token is not None else make_token(user)
+        tls = {"ssl": self.client_ssl} if self.client_ssl else {}
         ws = await websockets.connect(self.ws_url(token, **params), open_timeout=TIMEOUT,
-                                      close_timeout=2, ping_interval=None, max_size=None)
+                                      close_timeout=2, ping_interval=None, max_size=None, **tls)
         return Client(ws, user)
 
     async def new_session(self, **kwargs):
@@ -300,6 +307,8 @@ class RawClient:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(TIMEOUT)
         self.sock.connect(("127.0.0.1", cluster.ws_port))
+        if cluster.client_ssl:
+            self.sock = cluster.client_ssl.wrap_socket(self.sock, server_hostname="127.0.0.1")
         key = base64.b64encode(_os.urandom(16)).decode()
         self.sock.sendall(
             f"GET /ws?token={token} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
