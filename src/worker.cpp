@@ -7,6 +7,8 @@
 
 #include "database.hpp"
 #include "generations.hpp"
+#include "jwks_fetcher.hpp"
+#include "jwt_keys.hpp"
 #include "llm_client.hpp"
 #include "server.hpp"
 #include "session_hub.hpp"
@@ -61,13 +63,36 @@ static void check_for_interrupts() {
     }
 }
 
-static void reload_settings_if_asked() {
-    if (!ConfigReloadPending) return;
+// Returns true when the settings were read again.
+static bool reload_settings_if_asked() {
+    if (!ConfigReloadPending) return false;
     ConfigReloadPending = false;
     try {
         pg_guard([]() noexcept { ProcessConfigFile(PGC_SIGHUP); });
     } catch (const PgError &) {
     }
+    return true;
+}
+
+// Lines about the JWKS keys, from the worker (the fetch thread never logs).
+static void log_keys(const KeysLog &lines) {
+    for (const KeysLogLine &line : lines) {
+        const char *text = line.text.c_str();
+        bool warning = line.warning;
+        try {
+            pg_guard([text, warning]() noexcept { elog(warning ? WARNING : LOG, "%s", text); });
+        } catch (const PgError &) {
+        }
+    }
+}
+
+// The inline JWKS and the URL, at start and after every reload.
+static void configure_keys(JwtKeys &keys, SessionHub &hub) {
+    KeysLog log;
+    keys.configure(settings.jwt_jwks ? settings.jwt_jwks : "", settings.jwt_jwks_url ? settings.jwt_jwks_url : "",
+                   Clock::now(), log);
+    log_keys(log);
+    hub.keys_refreshed();
 }
 
 // Sleeps until the latch is set or timeout_ms pass, before the server runs.
@@ -142,8 +167,16 @@ static void serve(Database &db) {
     if (wake_fd < 0) throw std::runtime_error("eventfd failed");
     LlmClient llm(wake_fd);
     Generations generations(db, llm);
+    // The JWKS fetch thread writes the same eventfd.
+    JwksFetcher jwks_fetcher(wake_fd);
+    JwtKeys keys([&jwks_fetcher](const std::string &url, uint64_t generation) {
+        if (url.empty())
+            jwks_fetcher.cancel();
+        else
+            jwks_fetcher.fetch(url, generation);
+    });
 
-    SessionHub hub(db, generations, MyProcPid);
+    SessionHub hub(db, generations, keys, MyProcPid);
     Server server(&loop, hub);
     hub.attach(&server);
     char share_path[MAXPGPATH];
@@ -164,6 +197,8 @@ static void serve(Database &db) {
         if (!pause(1000)) return;
     }
     llm.start();
+    jwks_fetcher.start();
+    configure_keys(keys, hub);
     raise_file_limit();
     server.start();
     elog(LOG, "resumable_ws: serving ws://%s:%d/ws for database \"%s\"", settings.listen_addresses, settings.port,
@@ -179,6 +214,7 @@ static void serve(Database &db) {
     });
 
     std::vector<Wake> wakes;
+    std::vector<JwksFetchResult> fetched;
     auto next_tick = Clock::now();
     while (!shutdown_requested) {
         // Sleep no longer than libuv's next timer, pending work, or the
@@ -202,7 +238,18 @@ static void serve(Database &db) {
             }
         }
         check_for_interrupts();
-        reload_settings_if_asked();
+        if (reload_settings_if_asked()) configure_keys(keys, hub);
+
+        fetched.clear();
+        jwks_fetcher.drain(fetched);
+        if (!fetched.empty()) {
+            KeysLog log;
+            bool ended = false;
+            for (auto &result : fetched)
+                if (keys.fetched(std::move(result), Clock::now(), log)) ended = true;
+            log_keys(log);
+            if (ended) hub.keys_refreshed();
+        }
 
         uv_run(&loop, UV_RUN_NOWAIT);
 
@@ -216,6 +263,8 @@ static void serve(Database &db) {
         if (now >= next_tick) {
             server.tick(now, time(nullptr));
             hub.record_last_seen(now);
+            hub.expire_key_waits(now);
+            keys.tick(now);
             next_tick = now + std::chrono::seconds(1);
         }
     }
