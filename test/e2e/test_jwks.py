@@ -316,3 +316,26 @@ def test_no_key_material_reaches_the_log(cluster):
     ours = [line for line in cluster.log().splitlines() if "STATEMENT:" not in line]
     assert not [line for line in ours if '"d"' in line or '"k"' in line or "BEGIN" in line]
     assert cluster.crash_lines() == []
+
+
+@run
+async def test_a_new_url_on_reload_is_read_at_once(cluster, fake):
+    other = FakeJwks()
+    elsewhere = SigningKey("elsewhere")
+    other.serve(jwks(elsewhere))
+    other.start()
+    try:
+        cluster.reload(**{"resumable_ws.jwt_jwks_url": other.url})
+        wait_log(cluster, f"keys of the JWKS at {other.url}: elsewhere (ES256)")
+        assert other.count == 1
+        user = str(uuid.uuid4())
+        await (await ready_as(cluster, token(elsewhere, user), user)).close()
+        # The old URL's keys went with it; the inline key stays.
+        await refused(cluster, token(ES_B))
+        user = str(uuid.uuid4())
+        await (await ready_as(cluster, token(INLINE_RS, user), user)).close()
+    finally:
+        back = log_count(cluster, f"keys of the JWKS at {fake.url}")
+        cluster.reload(**{"resumable_ws.jwt_jwks_url": fake.url})
+        wait_log(cluster, f"keys of the JWKS at {fake.url}", count=back + 1)
+        other.stop()
