@@ -178,12 +178,17 @@ Pkey ec_p256_key(const Json &jwk, const char *&why) {
     const std::string *x_text = string_member(jwk, "x");
     const std::string *y_text = string_member(jwk, "y");
     std::string x, y;
-    // RFC 7518 §6.2.1.2: each coordinate is the full 32 bytes.
+    // RFC 7518 §6.2.1.2 wants each coordinate as the full 32 bytes, but some
+    // writers drop leading zero bytes (PyJWT before 2.8 does, for one key in
+    // 128): a shorter one is read as the same number, unambiguously; the
+    // point is then checked to be on the curve.
     if (x_text == nullptr || y_text == nullptr || !base64url_decode(*x_text, x) || !base64url_decode(*y_text, y) ||
-        x.size() != kP256CoordinateSize || y.size() != kP256CoordinateSize) {
-        why = "x or y is not a 32-byte base64url coordinate";
+        x.empty() || y.empty() || x.size() > kP256CoordinateSize || y.size() > kP256CoordinateSize) {
+        why = "x or y is not a base64url coordinate of 1 to 32 bytes";
         return nullptr;
     }
+    x.insert(0, kP256CoordinateSize - x.size(), '\0');
+    y.insert(0, kP256CoordinateSize - y.size(), '\0');
     std::string point = std::string(1, '\x04') + x + y;  // uncompressed SEC1 point
     char group[] = "P-256";
     OSSL_PARAM params[] = {

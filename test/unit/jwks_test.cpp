@@ -62,7 +62,7 @@ TokenCheck check(const std::string &t, const TokenRules &r = rules()) {
 
 TEST(Jwks, ReadsP256AndRsaKeysBoundToTheirAlgorithm) {
     const rws::KeySet &keys = *main_keys();
-    EXPECT_EQ(keys.size(), 4u);
+    EXPECT_EQ(keys.size(), 5u);
     ASSERT_NE(keys.find("es-a"), nullptr);
     EXPECT_EQ(keys.find("es-a")->alg(), rws::JwkAlg::ES256);
     ASSERT_NE(keys.find("es-b"), nullptr);  // alg inferred from kty and crv
@@ -72,24 +72,27 @@ TEST(Jwks, ReadsP256AndRsaKeysBoundToTheirAlgorithm) {
     EXPECT_EQ(keys.find("rs-a")->bits(), 2048);
     ASSERT_NE(keys.find("rs-big"), nullptr);
     EXPECT_EQ(keys.find("rs-big")->bits(), 4096);
-    EXPECT_EQ(keys.describe(), "es-a (ES256), es-b (ES256), rs-a (RS256), rs-big (RS256)");
+    // x written in 31 bytes (its leading zero dropped, as PyJWT before 2.8 does).
+    ASSERT_NE(keys.find("es-lead-zero"), nullptr);
+    EXPECT_EQ(keys.describe(), "es-a (ES256), es-b (ES256), es-lead-zero (ES256), rs-a (RS256), rs-big (RS256)");
 }
 
 TEST(Jwks, SkipsEveryKeyItCannotUseAndSaysWhy) {
     rws::JwksParse parse = rws::parse_jwks(fixture("jwks"));
     ASSERT_TRUE(parse.keys);
     for (const char *kid : {"es-384", "es-384-as-256", "rs-short", "es-enc", "es-says-rs", "es-ops-sign",
-                            "es-bad-point", "es-short-x", "hs"})
+                            "es-bad-point", "es-short-x", "es-long-x", "hs"})
         EXPECT_EQ(parse.keys->find(kid), nullptr) << kid;
     std::string notes;
     for (const auto &note : parse.notes) notes += note + "\n";
-    EXPECT_EQ(parse.notes.size(), 11u) << notes;
+    EXPECT_EQ(parse.notes.size(), 12u) << notes;
     for (const char *expected :
          {"key \"es-384\" skipped: its curve is not P-256", "key \"es-384-as-256\" skipped: its curve is not P-256",
           "key \"rs-short\" skipped: its modulus is shorter than 2048 bits", "key \"es-enc\" skipped: its use",
           "key \"es-says-rs\" skipped: its alg is not ES256", "key \"es-ops-sign\" skipped: its key_ops",
-          "skipped: no kid", "key \"es-bad-point\" skipped: its point is not", "key \"es-short-x\" skipped: x or y",
-          "key \"hs\" skipped: it holds private key material", "key #15 skipped: not a JSON object"})
+          "skipped: no kid", "key \"es-bad-point\" skipped: its point is not",
+          "key \"es-short-x\" skipped: its point is not", "key \"es-long-x\" skipped: x or y is not",
+          "key \"hs\" skipped: it holds private key material", "key #17 skipped: not a JSON object"})
         EXPECT_NE(notes.find(expected), std::string::npos) << expected << "\nin:\n" << notes;
     // A symmetric key is secret material too.
     EXPECT_TRUE(parse.private_key);
@@ -169,8 +172,8 @@ TEST(Jwks, RsaExponentMustPassOpenSslsPublicKeyCheck) {
 // --- verifying tokens ------------------------------------------------------------
 
 TEST(JwksTokens, SupabaseStyleTokensAreAccepted) {
-    for (const char *name : {"es256", "es256_inferred_alg", "rs256", "rs256_4096", "hs256", "es256_anonymous_user",
-                             "hs256_real_secret_unknown_kid"}) {
+    for (const char *name : {"es256", "es256_inferred_alg", "es256_short_coordinate_key", "rs256", "rs256_4096",
+                             "hs256", "es256_anonymous_user", "hs256_real_secret_unknown_kid"}) {
         TokenCheck result = check(token(name), rules(fixture("issuer")));
         ASSERT_TRUE(result.ok) << name << ": " << result.reason;
         EXPECT_EQ(result.user_id, fixture("user")) << name;

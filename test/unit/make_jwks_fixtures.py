@@ -124,7 +124,17 @@ def main():
     y = int.from_bytes(unb64(bad_point["y"]), "big")
     bad_point["y"] = b64(((y + 1) % (2 ** 256)).to_bytes(32, "big"))  # off the curve
     short_x = public_jwk(es_other, "es-short-x", alg="ES256")
-    short_x["x"] = b64(unb64(short_x["x"])[1:])
+    short_x["x"] = b64(unb64(short_x["x"])[1:])  # another number: off the curve
+    long_x = public_jwk(es_other, "es-long-x", alg="ES256")
+    long_x["x"] = b64(b"\0" + unb64(long_x["x"]).rjust(32, b"\0"))  # 33 bytes
+    # A key whose x has a leading zero byte, written without it (as PyJWT
+    # before 2.8 does): the same number, accepted.
+    while True:
+        es_lead = ec.generate_private_key(ec.SECP256R1())
+        if es_lead.public_key().public_numbers().x < 2 ** 248:
+            break
+    lead_zero = public_jwk(es_lead, "es-lead-zero", alg="ES256")
+    lead_zero["x"] = b64(es_lead.public_key().public_numbers().x.to_bytes(31, "big"))
 
     jwks = {"keys": [
         public_jwk(es_a, "es-a", alg="ES256", use="sig"),
@@ -140,6 +150,8 @@ def main():
         public_jwk(es_other, None),  # no kid
         bad_point,
         short_x,
+        long_x,
+        lead_zero,
         {"kty": "oct", "kid": "hs", "k": b64(SECRET.encode())},  # a symmetric key: never used
         "not an object",
     ]}
@@ -157,6 +169,7 @@ def main():
     tokens = {}
     tokens["es256"] = sign(es_a, "ES256", "es-a", claims)
     tokens["es256_inferred_alg"] = sign(es_b, "ES256", "es-b", claims)
+    tokens["es256_short_coordinate_key"] = sign(es_lead, "ES256", "es-lead-zero", claims)
     tokens["rs256"] = sign(rs_a, "RS256", "rs-a", claims)
     tokens["rs256_4096"] = sign(rs_big, "RS256", "rs-big", claims)
     tokens["hs256"] = jwt.encode(claims, SECRET, algorithm="HS256")
