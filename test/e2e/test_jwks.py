@@ -283,6 +283,26 @@ async def test_endpoint_down_keeps_the_cached_keys_and_logs_once(cluster, fake):
 
 
 @run
+async def test_error_status_oversized_and_non_jwks_documents_keep_the_keys(cluster, fake):
+    good = jwks(ES_B, ES_C, RS)
+    huge = json.dumps({"keys": [], "padding": "x" * (1024 * 1024)})
+    for document, status, error in [(good, 500, "HTTP status 500"), (huge, 200, "larger than 1 MB"),
+                                    ('{"keys": 7}', 200, "not a JWKS")]:
+        failed, requests = log_count(cluster, error), fake.count
+        fake.serve(document, status)
+        cluster.sql("SELECT pg_reload_conf()")
+        cluster.wait_for(lambda: fake.count > requests, what="a read")
+        wait_log(cluster, error, failed + 1)
+        user = str(uuid.uuid4())
+        await (await ready_as(cluster, token(ES_C, user), user)).close()
+        recovered, requests = log_count(cluster, "is read again"), fake.count
+        fake.serve(good)
+        cluster.sql("SELECT pg_reload_conf()")
+        cluster.wait_for(lambda: fake.count > requests, what="a read")
+        wait_log(cluster, "is read again", recovered + 1)
+
+
+@run
 async def test_inline_jwks(cluster, fake):
     reloaded = fake.count
     cluster.reload(**{"resumable_ws.jwt_jwks": jwks(INLINE_RS)})
