@@ -9,7 +9,11 @@ OBJS = \
 	src/settings.o \
 	src/shared_state.o \
 	src/sql_functions.o \
+	src/base64url.o \
 	src/auth.o \
+	src/jwks.o \
+	src/jwks_fetcher.o \
+	src/jwt_keys.o \
 	src/uuid.o \
 	src/sign_in_limiter.o \
 	src/chat_page.o \

@@ -234,6 +234,7 @@ CREATE FUNCTION resumable_ws._stats(
     OUT auth_failures_missing bigint,
     OUT auth_failures_malformed bigint,
     OUT auth_failures_bad_signature bigint,
+    OUT auth_failures_unknown_key bigint,
     OUT auth_failures_expired bigint,
     OUT auth_failures_claims bigint,
     OUT auth_failures_other bigint,

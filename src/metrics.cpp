@@ -63,6 +63,7 @@ const char *label(AuthFailure reason) {
         case kAuthMissing: return "missing";
         case kAuthMalformed: return "malformed";
         case kAuthBadSignature: return "bad_signature";
+        case kAuthUnknownKey: return "unknown_key";
         case kAuthExpired: return "expired";
         case kAuthClaims: return "claims";
         case kAuthOther: return "other";
@@ -94,20 +95,17 @@ const char *label(GenerationOutcome outcome) {
     return "unknown";
 }
 
-static bool contains(const std::string &text, const char *part) {
-    return text.find(part) != std::string::npos;
-}
-
-AuthFailure classify_auth_failure(const std::string &reason) {
-    if (contains(reason, "missing")) return kAuthMissing;
-    if (contains(reason, "expired") || contains(reason, "not yet valid")) return kAuthExpired;
-    if (contains(reason, "signature")) return kAuthBadSignature;
-    if (contains(reason, "audience") || contains(reason, "issuer") || contains(reason, "sub ") ||
-        contains(reason, "exp") || contains(reason, "claim") || contains(reason, "another user"))
-        return kAuthClaims;
-    if (contains(reason, "malformed") || contains(reason, "JSON") || contains(reason, "alg") ||
-        contains(reason, "header") || contains(reason, "could not be read"))
-        return kAuthMalformed;
+AuthFailure classify_auth_failure(TokenFailure failure) {
+    switch (failure) {
+        case TokenFailure::Missing: return kAuthMissing;
+        case TokenFailure::Malformed: return kAuthMalformed;
+        case TokenFailure::BadSignature: return kAuthBadSignature;
+        case TokenFailure::UnknownKey: return kAuthUnknownKey;
+        case TokenFailure::Expired: return kAuthExpired;
+        case TokenFailure::Claims: return kAuthClaims;
+        case TokenFailure::None:
+        case TokenFailure::NotConfigured: break;
+    }
     return kAuthOther;
 }
 

@@ -6,6 +6,8 @@
 // instance is used.
 #pragma once
 
+#include "auth.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -36,6 +38,7 @@ enum AuthFailure {
     kAuthMissing,
     kAuthMalformed,
     kAuthBadSignature,
+    kAuthUnknownKey,
     kAuthExpired,
     kAuthClaims,
     kAuthOther,
@@ -60,7 +63,7 @@ const char *label(EventSource source);
 const char *label(GenerationOutcome outcome);
 
 // The failure class of TokenCheck::reason (a free-text log message).
-AuthFailure classify_auth_failure(const std::string &reason);
+AuthFailure classify_auth_failure(TokenFailure failure);
 // The outcome of a generation that ended with this finish_reason or error code.
 GenerationOutcome done_outcome(const std::string &finish_reason);
 GenerationOutcome error_outcome(const std::string &code);

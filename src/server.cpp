@@ -390,8 +390,10 @@ HttpResponse Server::sign_in_anonymously(lws *wsi) {
                              {{"retry-after", std::to_string(retry_after_s)}});
     std::string user_id = random_uuid();
     int64_t ttl = settings.anonymous_token_ttl_s;
+    // HS256 with jwt_secret even when a JWKS is configured: we hold no
+    // private key (a JWKS is public), and Supabase users get tokens from Supabase.
     std::string token = sign_token(user_id, ttl, secret, settings.jwt_audience ? settings.jwt_audience : "",
-                                   time(nullptr), /*anonymous=*/true);
+                                   time(nullptr), /*anonymous=*/true, settings.jwt_issuer ? settings.jwt_issuer : "");
     nlohmann::json body = {
         {"access_token", token},
         {"token_type", "bearer"},

@@ -24,16 +24,24 @@ constexpr int kReadBatch = 500;
 // Frames a client may send before its session is ready.
 constexpr size_t kMaxHeldFrames = 64;
 
-SessionHub::SessionHub(Database &db, Generations &generations, int worker_pid)
-    : db_(db), generations_(generations), worker_pid_(worker_pid) {
+// A token that waits for the JWKS is refused after this long (a fetch
+// itself gives up after kJwksTotalTimeoutMs).
+constexpr std::chrono::seconds kKeyWaitLimit{15};
+
+SessionHub::SessionHub(Database &db, Generations &generations, JwtKeys &keys, int worker_pid)
+    : db_(db), generations_(generations), keys_(keys), worker_pid_(worker_pid) {
     generations_.on_events_written([this](const std::string &session_id) { mark_dirty(session_id); });
 }
 
 // --- lws side: parse, validate, enqueue -----------------------------------
 
-static TokenCheck check_token(const std::string &token) {
-    return verify_token(token, settings.jwt_secret ? settings.jwt_secret : "",
-                        settings.jwt_audience ? settings.jwt_audience : "", time(nullptr));
+TokenCheck SessionHub::check_token(const std::string &token) const {
+    TokenRules rules;
+    rules.secret = settings.jwt_secret ? settings.jwt_secret : "";
+    rules.audience = settings.jwt_audience ? settings.jwt_audience : "";
+    rules.issuer = settings.jwt_issuer ? settings.jwt_issuer : "";
+    keys_.fill(rules);
+    return verify_token(token, rules, time(nullptr));
 }
 
 void SessionHub::enqueue(Request request) {
@@ -60,13 +68,34 @@ void SessionHub::write_record(const Connection &conn) {
     write_connection_record(conn.record, fields);
 }
 
+bool SessionHub::wait_for_keys(Connection &conn, TokenCheck &check, const std::string &token, bool refresh) {
+    if (!check.unknown_kid) return false;
+    if (keys_.refetch_for_unknown_kid(Clock::now()) != JwtKeys::Refetch::Waiting) {
+        check.reason += " (no jwt_jwks_url, or it was read for an unknown kid moments ago)";
+        return false;
+    }
+    KeyWait wait;
+    wait.conn_id = conn.id;
+    wait.token = token;
+    wait.refresh = refresh;
+    wait.deadline = Clock::now() + kKeyWaitLimit;
+    key_waits_.push_back(std::move(wait));
+    return true;
+}
+
 void SessionHub::on_open(Connection &conn) {
-    TokenCheck check = check_token(conn.token);
-    conn.token.clear();  // not needed any longer; do not keep secrets around
+    std::string token;
+    token.swap(conn.token);  // kept no longer than it is needed
+    TokenCheck check = check_token(token);
+    if (wait_for_keys(conn, check, token, false)) return;  // still Opening; frames are held meanwhile
+    open_verified(conn, check);
+}
+
+void SessionHub::open_verified(Connection &conn, const TokenCheck &check) {
     if (!check.ok) {
         fprintf(stderr, "resumable_ws: connection from %s refused: %s\n", conn.remote_addr.c_str(),
                 check.reason.c_str());
-        count(metrics().auth_failures[classify_auth_failure(check.reason)]);
+        count(metrics().auth_failures[classify_auth_failure(check.failure)]);
         count(metrics().connections_refused[kRefuseUnauthorized]);
         server_->fail(conn, "unauthorized", "invalid or expired token", kCloseUnauthorized);
         return;
@@ -89,6 +118,55 @@ void SessionHub::on_open(Connection &conn) {
         return;
     }
     enqueue(std::move(request));
+}
+
+void SessionHub::refresh_verified(Connection &conn, const TokenCheck &check) {
+    if (!check.ok || check.user_id != conn.user_id) {
+        fprintf(stderr, "resumable_ws: token refresh from %s refused: %s\n", conn.remote_addr.c_str(),
+                check.ok ? "a token of another user" : check.reason.c_str());
+        count(metrics().auth_failures[check.ok ? kAuthClaims : classify_auth_failure(check.failure)]);
+        server_->fail(conn, "unauthorized", "invalid token, or a token of another user", kCloseUnauthorized);
+        return;
+    }
+    conn.token_expires_at = check.expires_at;
+}
+
+void SessionHub::keys_refreshed() {
+    std::vector<KeyWait> waits;
+    waits.swap(key_waits_);
+    for (KeyWait &wait : waits) {
+        Connection *conn = server_->find(wait.conn_id);
+        if (conn == nullptr || conn->state == Connection::State::Closing) continue;
+        TokenCheck check = check_token(wait.token);
+        if (check.unknown_kid && keys_.fetching()) {  // a newer read began (a reload): wait for that one
+            key_waits_.push_back(std::move(wait));
+            continue;
+        }
+        if (wait.refresh)
+            refresh_verified(*conn, check);
+        else
+            open_verified(*conn, check);
+    }
+}
+
+void SessionHub::expire_key_waits(Clock::time_point now) {
+    for (auto it = key_waits_.begin(); it != key_waits_.end();) {
+        if (it->deadline > now) {
+            ++it;
+            continue;
+        }
+        Connection *conn = server_->find(it->conn_id);
+        if (conn != nullptr && conn->state != Connection::State::Closing) {
+            TokenCheck check;
+            check.failure = TokenFailure::UnknownKey;
+            check.reason = "unknown kid (the JWKS could not be read in time)";
+            if (it->refresh)
+                refresh_verified(*conn, check);
+            else
+                open_verified(*conn, check);
+        }
+        it = key_waits_.erase(it);
+    }
 }
 
 void SessionHub::on_text(Connection &conn, const std::string &text) {
@@ -116,12 +194,7 @@ void SessionHub::dispatch(Connection &conn, const std::string &text) {
         case ClientFrameType::Ping: server_->send(conn, frames::pong(std::move(frame.fields))); break;
         case ClientFrameType::Auth: {
             TokenCheck check = check_token(frame.token);
-            if (!check.ok || check.user_id != conn.user_id) {
-                count(metrics().auth_failures[check.ok ? kAuthClaims : classify_auth_failure(check.reason)]);
-                server_->fail(conn, "unauthorized", "invalid token, or a token of another user", kCloseUnauthorized);
-                break;
-            }
-            conn.token_expires_at = check.expires_at;
+            if (!wait_for_keys(conn, check, frame.token, true)) refresh_verified(conn, check);
             break;
         }
         case ClientFrameType::Cancel: generations_.cancel(conn.session_id); break;

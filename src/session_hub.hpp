@@ -9,6 +9,7 @@
 #include "connection.hpp"
 #include "database.hpp"
 #include "generations.hpp"
+#include "jwt_keys.hpp"
 #include "server.hpp"
 #include "wake.hpp"
 
@@ -34,7 +35,7 @@ struct Request {
 
 class SessionHub : public ServerHandler {
   public:
-    SessionHub(Database &db, Generations &generations, int worker_pid);
+    SessionHub(Database &db, Generations &generations, JwtKeys &keys, int worker_pid);
     void attach(Server *server) { server_ = server; }
 
     // ServerHandler: inside uv_run, no Postgres calls.
@@ -43,6 +44,12 @@ class SessionHub : public ServerHandler {
     void on_closed(Connection &conn) override;
     void on_drained(Connection &conn) override;
     void on_health_request() override { health_requested_ = true; }
+
+    // The JWKS keys changed, or a read of jwt_jwks_url ended: tokens that
+    // wait on an unknown kid are verified again.
+    void keys_refreshed();
+    // Once a second: refuses tokens that waited too long for the JWKS.
+    void expire_key_waits(Clock::time_point now);
 
     // Sessions changed by other transactions (from the shared-memory ring).
     void sessions_changed(const std::vector<Wake> &wakes, bool overflowed);
@@ -77,6 +84,19 @@ class SessionHub : public ServerHandler {
         std::unordered_set<std::string> deferred_sessions;
     };
 
+    // A token waiting for jwt_jwks_url to be read again (unknown kid).
+    struct KeyWait {
+        uint64_t conn_id = 0;
+        std::string token;
+        bool refresh = false;  // an auth frame (else the upgrade's token)
+        Clock::time_point deadline;
+    };
+
+    TokenCheck check_token(const std::string &token) const;
+    // Unknown kid and a read of the URL is under way: waits for it (true).
+    bool wait_for_keys(Connection &conn, TokenCheck &check, const std::string &token, bool refresh);
+    void open_verified(Connection &conn, const TokenCheck &check);
+    void refresh_verified(Connection &conn, const TokenCheck &check);
     int own_idle_timeout_ms() const;
     void enqueue(Request request);
     void dispatch(Connection &conn, const std::string &text);
@@ -107,9 +127,11 @@ class SessionHub : public ServerHandler {
 
     Database &db_;
     Generations &generations_;
+    JwtKeys &keys_;
     int worker_pid_;
     Server *server_ = nullptr;
 
+    std::vector<KeyWait> key_waits_;
     std::vector<Request> requests_;
     bool requests_deferred_only_ = false;  // every queued request waits on a lock
     std::unordered_map<std::string, Session> sessions_;

@@ -2,6 +2,7 @@
 #include "settings.hpp"
 
 #include "address_filter.hpp"
+#include "jwks.hpp"
 
 extern "C" {
 #include "utils/guc.h"
@@ -40,6 +41,41 @@ static bool check_metrics_addresses(char **newval, void **, GucSource) {
     return false;
 }
 
+// What is wrong with an inline JWKS, into problem; false when nothing is.
+// No C++ object outlives this function, so the check hook may then ereport.
+static bool jwks_problem(const char *document, char *problem, size_t size) noexcept {
+    try {
+        JwksParse parse = parse_jwks(document);
+        if (!parse.keys) {
+            strlcpy(problem, parse.error.c_str(), size);
+            return true;
+        }
+        if (parse.private_key) {
+            // This setting is readable by every role: a private key in it is
+            // already disclosed; refusing it keeps it out of the files.
+            strlcpy(problem, "it holds private key material (d, p, q, k, …): give only public keys", size);
+            return true;
+        }
+        return false;
+    } catch (...) {
+        strlcpy(problem, "it could not be read", size);
+        return true;
+    }
+}
+
+// resumable_ws.jwt_jwks must be a JWKS of public keys: a bad value is refused
+// where it is set (ALTER SYSTEM, or a reload that keeps the old value).
+static bool check_jwt_jwks(char **newval, void **, GucSource) {
+    if (*newval == nullptr || (*newval)[0] == '\0') return true;
+    char problem[256];
+    if (!jwks_problem(*newval, problem, sizeof(problem))) return true;
+    // Not Postgres's default message, which would quote the value (and so
+    // any private key in it) into the server log.
+    GUC_check_errmsg("invalid value for parameter \"resumable_ws.jwt_jwks\"");
+    GUC_check_errdetail("%s", problem);
+    return false;
+}
+
 void define_settings() {
     DefineCustomStringVariable("resumable_ws.listen_addresses", "Addresses the WebSocket/HTTP server binds.",
                                "Comma-separated host names or IP addresses; '*' for all.", &settings.listen_addresses,
@@ -61,7 +97,7 @@ void define_settings() {
         &settings.jwt_jwks_url, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomStringVariable("resumable_ws.jwt_jwks", "An inline JSON Web Key Set (public keys only).",
                                "Used beside jwt_jwks_url and jwt_secret.", &settings.jwt_jwks, "", PGC_SIGHUP, 0,
-                               nullptr, nullptr, nullptr);
+                               check_jwt_jwks, nullptr, nullptr);
     DefineCustomStringVariable("resumable_ws.jwt_issuer", "Required iss claim of client tokens; empty: not checked.",
                                nullptr, &settings.jwt_issuer, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomStringVariable("resumable_ws.ssl_cert_file", "PEM certificate chain of the HTTPS/WSS server.",

@@ -89,7 +89,8 @@ static bool sign_into(char *out, size_t out_size, const char *user_id, int64 ttl
                       size_t error_size) {
     try {
         std::string token =
-            rws::sign_token(user_id, ttl_seconds, rws::settings.jwt_secret, rws::settings.jwt_audience, time(nullptr));
+            rws::sign_token(user_id, ttl_seconds, rws::settings.jwt_secret, rws::settings.jwt_audience, time(nullptr),
+                            /*anonymous=*/false, rws::settings.jwt_issuer ? rws::settings.jwt_issuer : "");
         if (token.size() + 1 > out_size) throw std::runtime_error("token too long");
         memcpy(out, token.c_str(), token.size() + 1);
         return true;

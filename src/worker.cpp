@@ -7,6 +7,8 @@
 
 #include "database.hpp"
 #include "generations.hpp"
+#include "jwks_fetcher.hpp"
+#include "jwt_keys.hpp"
 #include "llm_client.hpp"
 #include "metrics.hpp"
 #include "server.hpp"
@@ -71,6 +73,27 @@ static bool reload_settings_if_asked() {
     } catch (const PgError &) {
     }
     return true;
+}
+
+// Lines about the JWKS keys, from the worker (the fetch thread never logs).
+static void log_keys(const KeysLog &lines) {
+    for (const KeysLogLine &line : lines) {
+        const char *text = line.text.c_str();
+        bool warning = line.warning;
+        try {
+            pg_guard([text, warning]() noexcept { elog(warning ? WARNING : LOG, "%s", text); });
+        } catch (const PgError &) {
+        }
+    }
+}
+
+// The inline JWKS and the URL, at start and after every reload.
+static void configure_keys(JwtKeys &keys, SessionHub &hub) {
+    KeysLog log;
+    keys.configure(settings.jwt_jwks ? settings.jwt_jwks : "", settings.jwt_jwks_url ? settings.jwt_jwks_url : "",
+                   Clock::now(), log);
+    log_keys(log);
+    hub.keys_refreshed();
 }
 
 // Sleeps until the latch is set or timeout_ms pass, before the server runs.
@@ -145,8 +168,16 @@ static void serve(Database &db) {
     if (wake_fd < 0) throw std::runtime_error("eventfd failed");
     LlmClient llm(wake_fd);
     Generations generations(db, llm);
+    // The JWKS fetch thread writes the same eventfd.
+    JwksFetcher jwks_fetcher(wake_fd);
+    JwtKeys keys([&jwks_fetcher](const std::string &url, uint64_t generation) {
+        if (url.empty())
+            jwks_fetcher.cancel();
+        else
+            jwks_fetcher.fetch(url, generation);
+    });
 
-    SessionHub hub(db, generations, MyProcPid);
+    SessionHub hub(db, generations, keys, MyProcPid);
     Server server(&loop, hub);
     hub.attach(&server);
     char share_path[MAXPGPATH];
@@ -167,6 +198,8 @@ static void serve(Database &db) {
         if (!pause(1000)) return;
     }
     llm.start();
+    jwks_fetcher.start();
+    configure_keys(keys, hub);
     raise_file_limit();
     // TLS asked for but unusable: nothing is served (never plain text in its
     // place) until the files or settings are fixed; retried every 5 s and on
@@ -197,6 +230,7 @@ static void serve(Database &db) {
     });
 
     std::vector<Wake> wakes;
+    std::vector<JwksFetchResult> fetched;
     auto next_tick = Clock::now();
     bool restart = false;  // TLS was switched on or off: the worker restarts
     while (!shutdown_requested && !restart) {
@@ -222,6 +256,7 @@ static void serve(Database &db) {
         }
         check_for_interrupts();
         if (reload_settings_if_asked()) {
+            configure_keys(keys, hub);
             tls::Reload reloaded = server.reload_tls();
             if (reloaded.outcome != tls::Reload::Unchanged)
                 elog(reloaded.outcome == tls::Reload::Kept ? WARNING : LOG, "resumable_ws: %s",
@@ -230,6 +265,17 @@ static void serve(Database &db) {
             // worker ends like at SIGTERM (clients are told to come back) and
             // the postmaster starts it again a second later.
             restart = reloaded.outcome == tls::Reload::Restart;
+        }
+
+        fetched.clear();
+        jwks_fetcher.drain(fetched);
+        if (!fetched.empty()) {
+            KeysLog log;
+            bool ended = false;
+            for (auto &result : fetched)
+                if (keys.fetched(std::move(result), Clock::now(), log)) ended = true;
+            log_keys(log);
+            if (ended) hub.keys_refreshed();
         }
 
         auto pass_start = Clock::now();
@@ -251,6 +297,8 @@ static void serve(Database &db) {
             server.tick(now, time(nullptr));
             hub.record_last_seen(now);
             hub.refresh_connection_records();
+            hub.expire_key_waits(now);
+            keys.tick(now);
             next_tick = now + std::chrono::seconds(1);
         }
     }

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 
 seconds=${FUZZ_SECONDS:-12}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(client_frame sse jwt jwt_claims http_checks)
+[ ${#targets[@]} -gt 0 ] || targets=(client_frame sse jwt jwt_claims http_checks jwks)
 build=build/fuzz
 
 cmake -S test/fuzz -B "$build" -DCMAKE_CXX_COMPILER="${FUZZ_CXX:-clang++-14}" >/dev/null
