@@ -183,6 +183,9 @@ JwksFetchResult JwksFetcher::perform(const std::string &url, uint64_t generation
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 3L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    // Dropping a transfer whose name lookup still runs must not wait for the
+    // resolver (a silent DNS server would hold up shutdown or a reload).
+    curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, kJwksConnectTimeoutMs);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, kJwksTotalTimeoutMs);
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(kMaxJwksFetchBytes));

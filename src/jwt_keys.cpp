@@ -1,5 +1,8 @@
 #include "jwt_keys.hpp"
 
+#include <strings.h>
+
+#include <cctype>
 #include <cstdio>
 
 #include "cpp_only.hpp"  // must be last: no Postgres in this file
@@ -16,13 +19,23 @@ std::string url_for_log(const std::string &url) {
     return out;
 }
 
+static bool is_loopback_host(const std::string &host) {
+    if (host == "localhost" || host == "[::1]") return true;
+    // 127.0.0.0/8 as a dotted literal only ("127.evil.example" is a name).
+    unsigned a, b, c, d;
+    char end;
+    return sscanf(host.c_str(), "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &end) == 4 && a == 127 && b < 256 && c < 256 &&
+           d < 256;
+}
+
 static bool plain_http_beyond_loopback(const std::string &url) {
-    if (url.compare(0, 7, "http://") != 0) return false;
+    if (url.size() < 7 || strncasecmp(url.c_str(), "http://", 7) != 0) return false;
     std::string host = url_for_log(url).substr(7);
     host = host.substr(0, host.find('/'));
-    for (const char *loopback : {"localhost", "127.", "[::1]"})
-        if (host.compare(0, std::char_traits<char>::length(loopback), loopback) == 0) return false;
-    return true;
+    size_t port = host.rfind(':');
+    if (port != std::string::npos && host.find(']', port) == std::string::npos) host.erase(port);
+    for (char &ch : host) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+    return !is_loopback_host(host);
 }
 
 void JwtKeys::configure(const std::string &inline_jwks, const std::string &url, Clock::time_point now, KeysLog &log) {

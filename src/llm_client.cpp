@@ -319,6 +319,9 @@ static bool begin_attempt(CURLM *multi, LlmClient::Transfer &t) {
     curl_easy_setopt(e, CURLOPT_URL, t.request.url.c_str());
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    // Dropping a transfer whose name lookup still runs must not wait for the
+    // resolver (a silent DNS server would hold up shutdown or a reload).
+    curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t.request.body.size()));
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, t.request.body.data());  // t.request outlives the handle

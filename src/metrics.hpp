@@ -62,7 +62,7 @@ const char *label(AuthFailure reason);
 const char *label(EventSource source);
 const char *label(GenerationOutcome outcome);
 
-// The failure class of TokenCheck::reason (a free-text log message).
+// The counter of a refused token's TokenFailure.
 AuthFailure classify_auth_failure(TokenFailure failure);
 // The outcome of a generation that ended with this finish_reason or error code.
 GenerationOutcome done_outcome(const std::string &finish_reason);

@@ -74,6 +74,13 @@ bool SessionHub::wait_for_keys(Connection &conn, TokenCheck &check, const std::s
         check.reason += " (no jwt_jwks_url, or it was read for an unknown kid moments ago)";
         return false;
     }
+    // One wait per connection: a newer auth frame replaces the token an
+    // older one left waiting (a flood of them holds no more memory).
+    for (KeyWait &waiting : key_waits_)
+        if (waiting.conn_id == conn.id && waiting.refresh == refresh) {
+            waiting.token = token;
+            return true;
+        }
     KeyWait wait;
     wait.conn_id = conn.id;
     wait.token = token;

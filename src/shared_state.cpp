@@ -21,10 +21,19 @@ static SharedState *shared = nullptr;
 
 // Records for resumable_ws.connections(): max_connections as set at
 // postmaster start (a later, higher setting serves more than are listed).
+// Fixed when the space is requested: after a crash the postmaster attaches
+// again with the settings of the moment, and a size larger than what was
+// reserved would fail there, in the postmaster, and stop the cluster.
+static uint32_t requested_connection_capacity = 0;
+
 static uint32_t connection_capacity() {
-    int wanted = settings.max_connections > 0 ? settings.max_connections : 1;
-    return static_cast<uint32_t>(wanted) < kMaxConnectionRecords ? static_cast<uint32_t>(wanted)
-                                                                 : kMaxConnectionRecords;
+    if (requested_connection_capacity == 0) {
+        int wanted = settings.max_connections > 0 ? settings.max_connections : 1;
+        requested_connection_capacity = static_cast<uint32_t>(wanted) < kMaxConnectionRecords
+                                            ? static_cast<uint32_t>(wanted)
+                                            : kMaxConnectionRecords;
+    }
+    return requested_connection_capacity;
 }
 
 void request_shared_state() {

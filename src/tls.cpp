@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,24 +81,37 @@ static std::string key_permissions_error(const std::string &path, const struct s
     return "";
 }
 
-// Reads a whole (small) file; "" in error on success. A private key's
-// permissions are checked on the file opened, not on its name.
+// Reads a whole (small) regular file; "" in error on success. Opened without
+// blocking (a FIFO named by mistake must not stall the worker), and a private
+// key's permissions are checked on the file opened, not on its name.
 static std::string read_file(const std::string &path, std::string &content, bool private_key = false) {
-    FILE *file = fopen(path.c_str(), "rb");
-    if (file == nullptr) return "cannot open \"" + path + "\": " + strerror(errno);
+    int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return "cannot open \"" + path + "\": " + strerror(errno);
     struct stat info;
-    if (private_key) {
-        std::string error = fstat(fileno(file), &info) == 0 ? key_permissions_error(path, info) : strerror(errno);
-        if (!error.empty()) {
-            fclose(file);
-            return error;
-        }
+    std::string error;
+    if (fstat(fd, &info) != 0)
+        error = "cannot open \"" + path + "\": " + strerror(errno);
+    else if (!S_ISREG(info.st_mode))
+        error = "\"" + path + "\" is not a regular file";
+    else if (info.st_size > static_cast<off_t>(kMaxFileSize))
+        error = "\"" + path + "\" is larger than 1 MB: not a PEM file";
+    else if (private_key)
+        error = key_permissions_error(path, info);
+    FILE *file = error.empty() ? fdopen(fd, "rb") : nullptr;
+    if (file == nullptr) {
+        if (error.empty()) error = "cannot open \"" + path + "\": " + strerror(errno);
+        close(fd);
+        return error;
     }
     content.clear();
+    // Room for the whole file up front: a key is never copied by a growing
+    // buffer into memory freed without being wiped.
+    content.reserve(static_cast<size_t>(info.st_size) + 1);
     char buffer[16384];
     size_t n;
     while ((n = fread(buffer, 1, sizeof(buffer), file)) > 0 && content.size() <= kMaxFileSize)
         content.append(buffer, n);
+    OPENSSL_cleanse(buffer, sizeof(buffer));
     bool failed = ferror(file) != 0;
     int saved_errno = errno;
     fclose(file);
@@ -110,6 +124,10 @@ static std::string read_file(const std::string &path, std::string &content, bool
 // terminal): an encrypted key fails to load instead.
 static int no_passphrase(char *, int, int, void *) {
     return -1;
+}
+
+int Credentials::key_type() const {
+    return key_ ? EVP_PKEY_get_base_id(key_.get()) : 0;
 }
 
 std::string Credentials::load(const std::string &cert_file, const std::string &key_file) {
@@ -289,6 +307,15 @@ Reload State::reload(const char *cert_file, const char *key_file) {
     }
     if (fresh.fingerprint() == credentials_.fingerprint()) {
         result.outcome = Reload::Unchanged;
+        return result;
+    }
+    // OpenSSL keeps one certificate per key type in a context: an RSA pair
+    // put where an EC one was would sit beside it, and clients preferring
+    // ECDSA would go on getting the old one. A new context is needed.
+    if (fresh.key_type() != credentials_.key_type()) {
+        result.outcome = Reload::Restart;
+        result.message = "the new certificate (" + fresh.describe() +
+                         ") has a key of another type: the worker restarts to serve it alone";
         return result;
     }
     // Installed only once loaded and checked. Should OpenSSL still refuse it

@@ -36,6 +36,8 @@ class Credentials {
     // (never any key material); on failure *this is unchanged.
     std::string load(const std::string &cert_file, const std::string &key_file);
     bool loaded() const { return leaf_ != nullptr; }
+    // EVP_PKEY_RSA, EVP_PKEY_EC, …; 0 when nothing is loaded.
+    int key_type() const;
     // "CN=…, serial …, issued by CN=…, valid until …", for the log.
     std::string describe() const;
     bool expired() const;

@@ -211,6 +211,7 @@ static void serve(Database &db) {
             elog(WARNING, "resumable_ws: not serving: %s (retrying every 5 s and on reload)", error.c_str());
         logged = error;
         if (!pause(5000)) return;
+        configure_keys(keys, hub);  // the reload that fixed TLS may have changed the keys too
     }
     server.start();
     if (server.tls_on())

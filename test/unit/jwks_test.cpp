@@ -327,6 +327,26 @@ TEST(JwtKeys, ReadsTheUrlAtStartAndEveryReload) {
     EXPECT_EQ(fetcher.requests.size(), 2u);
 }
 
+TEST(JwtKeys, LoopbackIsJudgedByTheHostItself) {
+    auto warned = [](const std::string &url) {
+        FakeFetcher fetcher;
+        JwtKeys keys(fetcher.start());
+        rws::KeysLog log;
+        keys.configure("", url, rws::Clock::now(), log);
+        for (const auto &line : log)
+            if (line.text.find("is not https") != std::string::npos) return true;
+        return false;
+    };
+    EXPECT_FALSE(warned("https://ref.supabase.co/auth/v1/.well-known/jwks.json"));
+    EXPECT_FALSE(warned("http://127.0.0.1:9999/jwks.json"));
+    EXPECT_FALSE(warned("HTTP://LOCALHOST/jwks.json"));
+    EXPECT_FALSE(warned("http://[::1]:80/jwks.json"));
+    EXPECT_TRUE(warned("http://auth.internal/jwks.json"));
+    EXPECT_TRUE(warned("http://127.evil.example/jwks.json"));  // a name, not 127.0.0.0/8
+    EXPECT_TRUE(warned("http://localhost.example/jwks.json"));
+    EXPECT_TRUE(warned("http://127.0.0.1@evil.example/jwks.json"));  // user info, then the host
+}
+
 TEST(JwtKeys, UnknownKidRefetchesAtMostOncePerInterval) {
     FakeFetcher fetcher;
     JwtKeys keys(fetcher.start());

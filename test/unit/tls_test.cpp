@@ -156,7 +156,7 @@ TEST_F(Tls, UnusableFilesAreRefusedWithAReasonAndChangeNothing) {
         {cert, write(path("other.pem"), b_.key), "does not belong to the certificate"},
         {cert, write(path("encrypted.pem"), pem_of(a_.pkey, "secret")), "encrypted keys are not supported"},
         {cert, write(path("cert-as-key.pem"), a_.cert), "no usable PEM private key"},
-        {path(""), key, "cannot read"},  // a directory
+        {path(""), key, "not a regular file"},  // a directory
         {cert, path(""), "not a regular file"},
         {write(path("weak.pem"), weak.cert), write(path("weak.key"), weak.key), "OpenSSL refuses the certificate"},
     };
@@ -237,6 +237,31 @@ TEST_F(Tls, SwitchingOnTakesARestartOnlyWithUsableFiles) {
     write(key, a_.key);
     EXPECT_EQ(state.reload(cert.c_str(), key.c_str()).outcome, Reload::Restart);
     EXPECT_NE(state.prepare(cert.c_str(), "").find("only ssl_cert_file is set"), std::string::npos);
+}
+
+TEST_F(Tls, AKeyOfAnotherTypeTakesARestart) {
+    // OpenSSL would keep the EC pair beside a new RSA one (one per key type)
+    // and go on showing it to clients that prefer ECDSA.
+    State state;
+    std::string cert = write(path("c.pem"), a_.cert), key = write(path("k.pem"), a_.key);
+    ASSERT_EQ(state.prepare(cert.c_str(), key.c_str()), "");
+    ASSERT_TRUE(state.configure(ctx_));
+    Pair rsa("rsa.test", 12, 2048);
+    write(cert, rsa.cert);
+    write(key, rsa.key);
+    Reload reloaded = state.reload(cert.c_str(), key.c_str());
+    EXPECT_EQ(reloaded.outcome, Reload::Restart) << reloaded.message;
+    EXPECT_NE(reloaded.message.find("a key of another type"), std::string::npos) << reloaded.message;
+    EXPECT_EQ(serial_in_force(), "10");  // nothing installed meanwhile
+}
+
+TEST_F(Tls, OnlyRegularFilesAreRead) {
+    std::string fifo = path("fifo.pem");
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    std::string key = write(path("k.pem"), a_.key);
+    State state;
+    // A FIFO would block a plain open() until a writer came: refused at once.
+    EXPECT_NE(state.prepare(fifo.c_str(), key.c_str()).find("is not a regular file"), std::string::npos);
 }
 
 }  // namespace
