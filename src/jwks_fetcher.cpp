@@ -1,8 +1,7 @@
 #include "jwks_fetcher.hpp"
+#include "signal_free_thread.hpp"
 
 #include <curl/curl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -64,18 +63,7 @@ JwksFetcher::~JwksFetcher() {
 }
 
 void JwksFetcher::start() {
-    // The thread must never take a Postgres signal handler: block everything
-    // while it is created, so it inherits a full mask.
-    sigset_t all, previous;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &previous);
-    try {
-        thread_ = std::thread([this]() { run(); });
-    } catch (...) {
-        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-        throw;
-    }
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    thread_ = start_signal_free_thread([this]() { run(); });
 }
 
 void JwksFetcher::stop() {

@@ -2,10 +2,9 @@
 
 #include "llm_stream.hpp"
 #include "metrics.hpp"
+#include "signal_free_thread.hpp"
 
 #include <curl/curl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -144,18 +143,7 @@ LlmClient::~LlmClient() {
 }
 
 void LlmClient::start() {
-    // The thread must never take a Postgres signal handler: block everything
-    // while it is created, so it inherits a full mask.
-    sigset_t all, previous;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &previous);
-    try {
-        thread_ = std::thread([this]() { run(); });
-    } catch (...) {
-        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-        throw;
-    }
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    thread_ = start_signal_free_thread([this]() { run(); });
 }
 
 void LlmClient::stop() {
