@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from conftest import running_cluster
-from harness import JWT_SECRET
+from harness import JWT_SECRET, make_token
 
 NODE_DIR = os.path.join(os.path.dirname(__file__), "..", "node")
 WAIT = 30  # seconds: the bound on any single wait of an agent
@@ -337,3 +337,30 @@ def test_time_to_live_when_resuming_10000_events(cluster):
         finally:
             agent.close()
     print(f"\nconnect() to live, 10,000-event session: from 0 {timings[0]:.0f} ms, from 5000 {timings[5000]:.0f} ms")
+
+
+def test_node_example_resumes_its_session(cluster):
+    """clients/js/examples/node-chat.mjs, as the README shows it: two runs share one session."""
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "clients", "js", "examples")
+    user = str(uuid.uuid4())
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "RWS_URL": f"ws://127.0.0.1:{cluster.ws_port}", "RWS_TOKEN": make_token(user),
+               "RWS_STATE": os.path.join(tmp, "state.json"), "NODE_PATH": os.path.join(NODE_DIR, "node_modules")}
+        # `ws` resolves from test/node/node_modules: run a copy of the example there.
+        script = os.path.join(NODE_DIR, "example-node-chat.mjs")
+        with open(os.path.join(example, "node-chat.mjs")) as f:
+            source = f.read().replace('"../client.js"', '"../../clients/js/client.js"')
+        with open(script, "w") as f:
+            f.write(source)
+        try:
+            runs = [subprocess.run(["node", script, *questions], cwd=NODE_DIR, env=env, capture_output=True,
+                                   text=True, timeout=30) for questions in (["first question"], ["second question"])]
+        finally:
+            os.unlink(script)
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert runs[0].stdout.startswith('done: You said: "first question"')
+    assert runs[1].stdout.startswith('done: You said: "second question"')
+    sessions = cluster.sql("SELECT id FROM resumable_ws.ws_sessions WHERE user_id = %s", (user,))
+    assert len(sessions) == 1
+    assert [e["event_type"] for e in log_events(cluster, sessions[0][0])][:2] == ["user_message", "assistant_started"]
