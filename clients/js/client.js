@@ -26,9 +26,17 @@ const OPEN = 1; // WebSocket.OPEN, the same in browsers and `ws`
  *   connectTimeoutMs?: number}} ResumableClientOptions
  */
 
+// Web Crypto for idempotency keys: global in browsers and Node >= 19; Node 18
+// has it only in node:crypto (a computed specifier, so that bundlers for the
+// browser leave the import alone).
+const NODE_CRYPTO = "node:crypto";
+const webCrypto = globalThis.crypto && globalThis.crypto.getRandomValues ? globalThis.crypto
+  : typeof process === "object" && process.versions && process.versions.node
+    ? (await import(NODE_CRYPTO)).webcrypto : null;
+
 function uuid4() {
-  const c = globalThis.crypto;
-  if (c && typeof c.randomUUID === "function") return c.randomUUID();
+  const c = webCrypto;
+  if (typeof c.randomUUID === "function") return c.randomUUID();
   const b = c.getRandomValues(new Uint8Array(16));
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
@@ -50,6 +58,7 @@ export class ResumableClient {
     if (typeof options.token !== "string" && typeof options.token !== "function") {
       throw new TypeError("options.token must be a string or a function");
     }
+    if (!webCrypto) throw new TypeError("no Web Crypto (crypto.getRandomValues) for idempotency keys");
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
       throw new TypeError("no WebSocket: pass options.WebSocket (e.g. from the 'ws' package)");
