@@ -218,7 +218,7 @@ export class ResumableClient {
     this._ws = null;
     this._ready = false;
     if (ws) {
-      ws.onmessage = ws.onclose = ws.onerror = ws.onopen = null;
+      ws.onmessage = ws.onclose = null;
       try { ws.close(1000); } catch (e) { /* not open yet */ }
     }
     this._saveNow();
@@ -517,7 +517,9 @@ export class ResumableClient {
     const ws = this._ws;
     this._ws = null;
     this._ready = false;
-    if (ws) ws.onmessage = ws.onclose = ws.onerror = null;
+    // onerror stays: closing a socket still connecting makes `ws` emit an
+    // error, which would be thrown without a listener.
+    if (ws) ws.onmessage = ws.onclose = null;
     if (this._closed) return;
     switch (code) {
       case 4001: // token refused or expired

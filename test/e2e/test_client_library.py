@@ -5,6 +5,7 @@ import json
 import os
 import queue
 import random
+import signal
 import subprocess
 import tempfile
 import threading
@@ -71,8 +72,11 @@ class Agent:
 
     def close(self):
         try:
-            self.do("close")
-            self.proc.wait(10)
+            if self.proc.poll() is None:
+                self.do("close")
+                self.proc.wait(10)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            pass
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
@@ -364,3 +368,32 @@ def test_node_example_resumes_its_session(cluster):
     sessions = cluster.sql("SELECT id FROM resumable_ws.ws_sessions WHERE user_id = %s", (user,))
     assert len(sessions) == 1
     assert [e["event_type"] for e in log_events(cluster, sessions[0][0])][:2] == ["user_message", "assistant_started"]
+
+
+def test_half_open_connection_found_by_pings(cluster):
+    """The worker freezes (SIGSTOP): the socket stays open but nothing comes back.
+    The client's unanswered ping makes it reconnect, and the messages sent into the
+    void and while reconnecting are stored once each when the worker is back."""
+    agent = Agent(cluster, str(uuid.uuid4()), pingIntervalMs=500, connectTimeoutMs=2000)
+    try:
+        agent.do("connect")
+        session = agent.expect("connected")["info"]["sessionId"]
+        pid = cluster.worker_pid()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            agent.do("send", text="sent into the void", n=0)
+            agent.do("wait_state", state="reconnecting")
+            agent.expect("state", timeout=10)
+            agent.do("send", text="typed while reconnecting", n=1)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        acks = [agent.expect("acked", n=n) for n in range(2)]
+        acks[0]["text"], acks[1]["text"] = "sent into the void", "typed while reconnecting"
+        log = wait_settled(cluster, session)
+        agent.do("wait_event", id=len(log))
+        agent.expect("at_event")
+        dump = agent.dump()
+        check_against_log(cluster, dump, acks)
+        assert [m["status"] for m in dump["messages"]] == ["sent", "done", "sent", "done"]
+    finally:
+        agent.close()

@@ -2,7 +2,8 @@
 // one per line; it answers with JSON lines on stdout. Driven by
 // test/e2e/test_client_library.py, which checks what it reports against the log.
 // Usage: node lib_agent.mjs '<json config>'
-//   config: {url, secret, user, tokenTtl?, storagePath?, sessionId?, lastEventId?, capMs?}
+//   config: {url, secret, user, tokenTtl?, storagePath?, sessionId?, lastEventId?, capMs?,
+//            pingIntervalMs?, connectTimeoutMs?}
 import { createHmac } from "node:crypto";
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -51,6 +52,8 @@ const client = new ResumableClient({
   storage: config.storagePath ? fileStorage(config.storagePath) : undefined,
   WebSocket,
   backoff: { baseMs: 100, capMs: config.capMs || 1000 },
+  pingIntervalMs: config.pingIntervalMs,
+  connectTimeoutMs: config.connectTimeoutMs,
 });
 
 const events = [];
@@ -62,7 +65,7 @@ let replayedInfo = [];
 let messageEvents = 0;
 client.on("event", (e) => events.push(e));
 client.on("message", () => messageEvents++);
-client.on("state", (s) => { states.push(s); if (s === "live") check(); });
+client.on("state", (s) => { states.push(s); check(); });
 client.on("session_reset", (r) => resets.push(r));
 client.on("error", (e) => errors.push(e));
 client.on("ready", (r) => { readies.push(r); check(); });
@@ -114,6 +117,9 @@ lines.on("line", (line) => {
       break;
     case "wait_ready":
       waitFor(() => readies.length >= cmd.count, () => out({ op: "readies", count: readies.length }));
+      break;
+    case "wait_state":
+      waitFor(() => client.state === cmd.state, () => out({ op: "state", state: cmd.state }));
       break;
     case "wait_streaming":
       // An answer with at least one delta.
