@@ -99,6 +99,7 @@ export class ResumableClient {
     this._replayed = 0;
     this._cancelQueued = false;
     this._connectWaiters = [];
+    this._readyInfo = null;
     this._onPageHide = () => this.flush();
   }
 
@@ -154,6 +155,7 @@ export class ResumableClient {
   /** Opens the connection; resolves with the first ready's information. */
   connect() {
     if (this._closed) return Promise.reject(new Error("client is closed"));
+    if (this._ready && this._readyInfo) return Promise.resolve(this._readyInfo);
     const p = new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
     if (!this._started) {
       this._started = true;
@@ -246,7 +248,9 @@ export class ResumableClient {
       if (sameSession && typeof saved.session_id === "string" && Number.isInteger(saved.last_event_id)) {
         this._sessionId = saved.session_id;
         this._cursor = saved.last_event_id;
-        if (Array.isArray(saved.messages)) this._items = saved.messages;
+        if (Array.isArray(saved.messages)) {
+          this._items = saved.messages.filter((m) => m && typeof m.id === "string" && typeof m.content === "string");
+        }
       }
     }
     if (options.sessionId && options.sessionId !== this._sessionId) {
@@ -457,6 +461,7 @@ export class ResumableClient {
     this._replayed = 0;
     const info = { sessionId: frame.session_id, resumed: !!frame.resumed, lastEventId: frame.last_event_id,
       replayFrom: cursor, heartbeatIntervalMs: frame.heartbeat_interval_ms };
+    this._readyInfo = info;
     this._emit("ready", info);
     this._startPings(frame.heartbeat_interval_ms);
     if (cursor !== null) this._setState("replaying");

@@ -397,3 +397,12 @@ def test_half_open_connection_found_by_pings(cluster):
         assert [m["status"] for m in dump["messages"]] == ["sent", "done", "sent", "done"]
     finally:
         agent.close()
+
+
+def test_library_unit_tests_with_a_fake_socket():
+    """test/node/lib_unit.test.mjs: abort, 1009, 4001 with a string and a function
+    token, 4003/4004, invalid_cursor, retry_after_ms, storage — no server needed."""
+    result = subprocess.run(["node", "--test", "lib_unit.test.mjs"], cwd=NODE_DIR, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "# fail 0" in result.stdout
