@@ -411,3 +411,50 @@ def test_library_unit_tests_with_a_fake_socket():
                             timeout=60)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "# fail 0" in result.stdout
+
+
+def test_in_chromium_with_local_storage_and_a_reload(cluster):
+    """The module in Debian's Chromium, with localStorage: an answer is rebuilt as
+    stored, and a reload continues the session without delivering an event twice."""
+    import functools
+    import http.server
+    import shutil
+
+    from browser import Browser
+    from harness import free_port
+
+    user = str(uuid.uuid4())
+    with tempfile.TemporaryDirectory() as root:
+        shutil.copy(os.path.join(NODE_DIR, "..", "..", "clients", "js", "client.js"), root)
+        shutil.copy(os.path.join(NODE_DIR, "..", "browser", "lib_page.html"), root)
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+        handler.log_message = lambda *a: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        browser = Browser()
+        try:
+            url = (f"http://127.0.0.1:{server.server_port}/lib_page.html"
+                   f"#ws=ws://127.0.0.1:{cluster.ws_port}&token={make_token(user)}")
+            browser.open(url)
+            browser.wait("window.rws && rws.client.state === 'live'")
+            browser.eval("rws.client.send('from chromium').then((r) => { rws.ack = r; })")
+            browser.wait("rws.client.messages.some((m) => m.role === 'assistant' && m.status === 'done')")
+            session = browser.eval("rws.client.sessionId")
+            log = wait_settled(cluster, session)
+            assert browser.eval("rws.ack") == {"event_id": 1, "duplicate": False}
+            assert browser.eval("rws.events") == [e["id"] for e in log]
+            assert browser.eval("rws.client.messages") == expected_messages(log)
+
+            browser.call("goto", url=url.replace("#", "?reload#"))  # a reload: same origin, same storage
+            browser.wait("window.rws && rws.client.state === 'live'")
+            assert browser.eval("rws.client.sessionId") == session
+            assert browser.eval("rws.client.lastEventId") == len(log)
+            assert browser.eval("rws.client.messages") == expected_messages(log)
+            cluster.sql("SELECT resumable_ws.publish(%s, 'after_reload', '{}')", (session,))
+            browser.wait(f"rws.events.length === 1")
+            assert browser.eval("rws.events") == [len(log) + 1]
+            assert browser.problems() == []
+        finally:
+            browser.close()
+            server.shutdown()
+            server.server_close()
