@@ -545,6 +545,8 @@ export class ResumableClient {
         this._cursor = 0;
         this._items = [];
         this._byId.clear();
+        // Acknowledged messages are stored in the old session: not for the new one.
+        this._pending = this._pending.filter((p) => !p.acked);
         this._saveNow();
         this._emit("session_reset", { reason: code === 4003 ? "forbidden" : "session_not_found", sessionId: null, previousSessionId: previous });
         this._reconnectIn(0);

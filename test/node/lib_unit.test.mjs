@@ -147,9 +147,12 @@ test("4004 and 4003 start a new session and say so; unsent messages go to it", a
   assert.equal(m.content, "keep me");
   b.frame({ type: "ack", idempotency_key: m.idempotency_key, event_id: 1, duplicate: false });
   assert.deepEqual(await sent, { event_id: 1, duplicate: false });
-  b.serverClose(4003);
-  await next();
+  b.serverClose(4003); // acked, its event not seen yet: it stays in the old session
+  const c = await next();
   assert.equal(resets[1].reason, "forbidden");
+  c.ready("newer");
+  assert.deepEqual(c.sent.filter((f) => f.type === "user_message"), []);
+  assert.deepEqual(client.messages, []);
   client.close();
 });
 
