@@ -16,6 +16,7 @@ OBJS = \
 	src/jwt_keys.o \
 	src/uuid.o \
 	src/sign_in_limiter.o \
+	src/static_file.o \
 	src/chat_page.o \
 	src/protocol.o \
 	src/http_checks.o \
@@ -67,16 +68,18 @@ include $(PGXS)
 
 -include $(OBJS:.o=.d)
 
-# The browser chat client, served by the worker at GET / (read from here at
-# each request after it changes, so reinstalling it needs no restart).
+# The browser chat client and the client library, served by the worker at
+# GET / and GET /client.js (read from here at each request after they
+# change, so reinstalling them needs no restart).
 CHAT_PAGE_DIR = $(DESTDIR)$(datadir)/extension/resumable_ws
 install: install-chat-page
 install-chat-page:
 	$(MKDIR_P) '$(CHAT_PAGE_DIR)'
 	$(INSTALL_DATA) web/chat.html '$(CHAT_PAGE_DIR)/chat.html'
+	$(INSTALL_DATA) clients/js/client.js '$(CHAT_PAGE_DIR)/client.js'
 uninstall: uninstall-chat-page
 uninstall-chat-page:
-	rm -f '$(CHAT_PAGE_DIR)/chat.html'
+	rm -f '$(CHAT_PAGE_DIR)/chat.html' '$(CHAT_PAGE_DIR)/client.js'
 	rmdir '$(CHAT_PAGE_DIR)' 2>/dev/null || true
 .PHONY: install-chat-page uninstall-chat-page
 

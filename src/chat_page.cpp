@@ -2,10 +2,6 @@
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
-#include <sys/stat.h>
-
-#include <fstream>
-#include <sstream>
 
 #include "cpp_only.hpp"  // must be last: no Postgres in this file
 
@@ -39,19 +35,8 @@ std::string ChatPage::policy_for(const std::string &html) {
 }
 
 bool ChatPage::load() {
-    struct stat info;
-    if (path_.empty() || stat(path_.c_str(), &info) != 0) return false;
-    if (size_ == info.st_size && mtime_.tv_sec == info.st_mtim.tv_sec && mtime_.tv_nsec == info.st_mtim.tv_nsec)
-        return true;
-    std::ifstream file(path_, std::ios::binary);
-    if (!file) return false;
-    std::ostringstream content;
-    content << file.rdbuf();
-    if (!file.good() && !file.eof()) return false;
-    html_ = content.str();
-    csp_ = policy_for(html_);
-    size_ = info.st_size;
-    mtime_ = info.st_mtim;
+    if (!file_.load()) return false;
+    if (file_.changed()) csp_ = policy_for(file_.content());
     return true;
 }
 

@@ -5,7 +5,8 @@
 // not run. Pure C++: no Postgres calls, safe from lws callbacks.
 #pragma once
 
-#include <ctime>
+#include "static_file.hpp"
+
 #include <string>
 
 namespace rws {
@@ -13,23 +14,20 @@ namespace rws {
 class ChatPage {
   public:
     // Where the page is installed; set once by the worker.
-    void set_path(std::string path) { path_ = std::move(path); }
-    const std::string &path() const { return path_; }
+    void set_path(std::string path) { file_.set_path(std::move(path)); }
+    const std::string &path() const { return file_.path(); }
 
     // Rereads the file if it changed. False if it cannot be read.
     bool load();
-    const std::string &html() const { return html_; }
+    const std::string &html() const { return file_.content(); }
     const std::string &content_security_policy() const { return csp_; }
 
     // The CSP for a page: a hash source for its first <script> and <style>.
     static std::string policy_for(const std::string &html);
 
   private:
-    std::string path_;
-    std::string html_;
+    StaticFile file_;
     std::string csp_;
-    struct timespec mtime_ = {0, 0};
-    off_t size_ = -1;
 };
 
 }  // namespace rws

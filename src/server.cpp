@@ -371,6 +371,39 @@ void Server::serve_page(lws *wsi) {
     respond(wsi, std::move(response));
 }
 
+// GET /client.js (PROTOCOL.md §5): the client library as an ES module, for
+// pages of any origin (it is public; no credentials go with it), revalidated
+// by its entity tag so that a reinstall reaches browsers at once.
+void Server::serve_client_library(lws *wsi) {
+    if (!client_library_.load()) {
+        respond(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE,
+                                   "the client library is not installed (make "
+                                   "install puts it at " +
+                                       client_library_.path() + ")"));
+        return;
+    }
+    HttpHeaders headers = {
+        {"cache-control", "no-cache"},
+        {"etag", client_library_.etag()},
+        {"access-control-allow-origin", "*"},
+    };
+    char wanted[128];
+    if (lws_hdr_copy(wsi, wanted, sizeof(wanted), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
+        client_library_.etag() == wanted) {
+        HttpResponse unchanged;
+        unchanged.status = HTTP_STATUS_NOT_MODIFIED;
+        unchanged.content_type = "text/javascript; charset=utf-8";
+        unchanged.headers = std::move(headers);
+        respond(wsi, std::move(unchanged));
+        return;
+    }
+    HttpResponse response;
+    response.content_type = "text/javascript; charset=utf-8";
+    response.headers = std::move(headers);
+    response.body = client_library_.content();
+    respond(wsi, std::move(response));
+}
+
 // POST /auth/anonymous (PROTOCOL.md §2): a token for a fresh user id. No
 // row is written: a user exists only as the sub of its tokens.
 HttpResponse Server::sign_in_anonymously(lws *wsi) {
@@ -500,6 +533,10 @@ int Server::on_http(lws *wsi, const char *uri) {
         serve_page(wsi);
         return 0;
     }
+    if (path == "/client.js" && is_get) {
+        serve_client_library(wsi);
+        return 0;
+    }
     if (path == "/metrics" && is_get) {
         respond(wsi, metrics_response(wsi));
         return 0;
@@ -515,7 +552,7 @@ int Server::on_http(lws *wsi, const char *uri) {
         respond(wsi, text_response(426, "this endpoint takes a WebSocket upgrade", {{"upgrade", "websocket"}}));
         return 0;
     }
-    if (path == "/healthz" || path == "/" || path == "/metrics" ||
+    if (path == "/healthz" || path == "/" || path == "/metrics" || path == "/client.js" ||
         (path == "/auth/anonymous" && settings.anonymous_sign_in)) {
         respond(wsi, text_response(HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed",
                                    {{"allow", path == "/auth/anonymous" ? "POST" : "GET, HEAD"}}));

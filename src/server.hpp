@@ -7,6 +7,7 @@
 #include "chat_page.hpp"
 #include "connection.hpp"
 #include "sign_in_limiter.hpp"
+#include "static_file.hpp"
 #include "tls.hpp"
 
 #include <deque>
@@ -81,6 +82,8 @@ class Server {
     void start();
     // Where GET / finds the chat page (web/chat.html as installed).
     void set_page_path(std::string path) { page_.set_path(std::move(path)); }
+    // Where GET /client.js finds the client library (clients/js/client.js as installed).
+    void set_client_library_path(std::string path) { client_library_.set_path(std::move(path)); }
 
     // Events are fed to a connection only while its queue is below this
     // share of max_send_buffer: bursts and replays are paced by the reader,
@@ -131,6 +134,7 @@ class Server {
     void respond(lws *wsi, HttpResponse response, bool close_after = false);
     int write_http(lws *wsi);
     void serve_page(lws *wsi);
+    void serve_client_library(lws *wsi);
     HttpResponse sign_in_anonymously(lws *wsi);
     HttpResponse metrics_response(lws *wsi);
     void forget_http(lws *wsi);
@@ -151,6 +155,7 @@ class Server {
     std::unordered_set<lws *> sign_in_waiters_;               // reading a request body first
     std::unordered_map<lws *, HttpResponse> http_responses_;  // being written
     ChatPage page_;
+    StaticFile client_library_;
     SignInLimiter sign_in_limiter_;
     tls::State tls_;
     bool tls_failed_ = false;  // the vhost being created refused the certificate

@@ -183,6 +183,7 @@ static void serve(Database &db) {
     char share_path[MAXPGPATH];
     get_share_path(my_exec_path, share_path);
     server.set_page_path(std::string(share_path) + "/extension/resumable_ws/chat.html");
+    server.set_client_library_path(std::string(share_path) + "/extension/resumable_ws/client.js");
 
     if (!db.transact([](EventLog &log) { log.clear_live_connections(); }))
         throw std::runtime_error("cannot clear ws_live_connections");

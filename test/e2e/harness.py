@@ -23,6 +23,8 @@ import websockets
 
 PG_BIN = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
                         check=True).stdout.strip()
+PG_SHAREDIR = subprocess.run(["pg_config", "--sharedir"], capture_output=True, text=True,
+                             check=True).stdout.strip()
 JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256-0123456789"
 TIMEOUT = 10  # seconds: the bound on any single wait in these tests
 

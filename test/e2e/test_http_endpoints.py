@@ -4,6 +4,7 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import re
 import socket
 import time
@@ -13,7 +14,7 @@ import jwt
 import pytest
 
 from conftest import run, running_cluster
-from harness import JWT_SECRET, TIMEOUT
+from harness import JWT_SECRET, PG_SHAREDIR, TIMEOUT
 
 PER_MINUTE = 5
 
@@ -75,6 +76,31 @@ def test_other_paths_and_methods(cluster):
     assert status == 405 and headers["allow"] == "POST"
 
 
+def test_the_client_library_is_served_as_a_module_any_page_may_import(cluster):
+    status, headers, body = request(cluster, "GET", "/client.js")
+    assert status == 200
+    assert headers["content-type"] == "text/javascript; charset=utf-8"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["access-control-allow-origin"] == "*"
+    assert headers["cache-control"] == "no-cache"
+    installed = os.path.join(PG_SHAREDIR, "extension", "resumable_ws", "client.js")
+    with open(installed) as f:
+        assert body == f.read()
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "clients", "js", "client.js")) as f:
+        assert body == f.read(), "the installed library is not this tree's (make install)"
+    assert "export class ResumableClient" in body
+    # Revalidation: the same entity tag gets 304 and no body; another one
+    # gets the whole module.
+    etag = headers["etag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
+    status, headers, body = request(cluster, "GET", "/client.js", headers={"If-None-Match": etag})
+    assert status == 304 and body == "" and headers["etag"] == etag
+    status, _, body = request(cluster, "GET", "/client.js", headers={"If-None-Match": '"0123"'})
+    assert status == 200 and body
+    status, headers, _ = request(cluster, "POST", "/client.js")
+    assert status == 405 and headers["allow"] == "GET, HEAD"
+
+
 def test_healthz_says_the_role_of_the_database(cluster):
     status, headers, body = request(cluster, "GET", "/healthz")
     assert status == 200 and headers["content-type"] == "application/json"
@@ -83,7 +109,7 @@ def test_healthz_says_the_role_of_the_database(cluster):
     assert isinstance(health["connections"], int)
 
 
-@pytest.mark.parametrize("path", ["/", "/healthz", "/metrics", "/ws", "/nope"])
+@pytest.mark.parametrize("path", ["/", "/client.js", "/healthz", "/metrics", "/ws", "/nope"])
 def test_head_gets_the_headers_of_get_and_no_body(cluster, path):
     get_status, get_headers, get_body = request(cluster, "GET", path)
     # Raw, so that a body sent after the headers would be seen (http.client
