@@ -414,7 +414,8 @@ def test_library_unit_tests_with_a_fake_socket():
 
 
 def test_in_chromium_with_local_storage_and_a_reload(cluster):
-    """The module in Debian's Chromium, with localStorage: an answer is rebuilt as
+    """The module in Debian's Chromium, imported from the worker's GET /client.js
+    by a page of another origin, with localStorage: an answer is rebuilt as
     stored, and a reload continues the session without delivering an event twice."""
     import functools
     import http.server
@@ -425,7 +426,6 @@ def test_in_chromium_with_local_storage_and_a_reload(cluster):
 
     user = str(uuid.uuid4())
     with tempfile.TemporaryDirectory() as root:
-        shutil.copy(os.path.join(NODE_DIR, "..", "..", "clients", "js", "client.js"), root)
         shutil.copy(os.path.join(NODE_DIR, "..", "browser", "lib_page.html"), root)
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
         handler.log_message = lambda *a: None
