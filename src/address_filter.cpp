@@ -15,6 +15,19 @@ static std::string trim(const std::string &text) {
     return text.substr(begin, end - begin + 1);
 }
 
+std::vector<std::string> split_list(const std::string &list) {
+    std::vector<std::string> entries;
+    size_t start = 0;
+    while (start <= list.size()) {
+        size_t comma = list.find(',', start);
+        if (comma == std::string::npos) comma = list.size();
+        std::string entry = trim(list.substr(start, comma - start));
+        if (!entry.empty()) entries.push_back(std::move(entry));
+        start = comma + 1;
+    }
+    return entries;
+}
+
 // An address as 4 (v4) or 16 (v6) bytes; a v4-mapped v6 address as v4.
 static bool parse_address(const std::string &text, bool &v6, std::array<uint8_t, 16> &out) {
     out.fill(0);
@@ -45,13 +58,7 @@ static bool parse_address(const std::string &text, bool &v6, std::array<uint8_t,
 bool AddressFilter::parse(const std::string &list, std::string &error) {
     networks_.clear();
     std::vector<Network> parsed;
-    size_t start = 0;
-    while (start <= list.size()) {
-        size_t comma = list.find(',', start);
-        if (comma == std::string::npos) comma = list.size();
-        std::string entry = trim(list.substr(start, comma - start));
-        start = comma + 1;
-        if (entry.empty()) continue;
+    for (const std::string &entry : split_list(list)) {
         Network network;
         std::string address = entry;
         int max_prefix;

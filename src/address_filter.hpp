@@ -11,6 +11,10 @@
 
 namespace rws {
 
+// The entries of a comma-separated setting (listen_addresses,
+// metrics_addresses), trimmed of spaces and tabs, empty ones left out.
+std::vector<std::string> split_list(const std::string &list);
+
 class AddressFilter {
   public:
     // Returns false (and why in error) if an entry is not an address or

@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <sstream>
 #include <stdexcept>
 #include <vector>
 
@@ -56,18 +55,6 @@ Server::~Server() {
     // need further loop runs to close its handles. The OS reclaims sockets.
 }
 
-static std::vector<std::string> split_addresses(const std::string &list) {
-    std::vector<std::string> out;
-    std::stringstream stream(list);
-    std::string item;
-    while (std::getline(stream, item, ',')) {
-        item.erase(0, item.find_first_not_of(" \t"));
-        item.erase(item.find_last_not_of(" \t") + 1);
-        if (!item.empty()) out.push_back(item);
-    }
-    return out;
-}
-
 std::string Server::prepare_tls() {
     return tls_.prepare(settings.ssl_cert_file, settings.ssl_key_file);
 }
@@ -101,7 +88,7 @@ void Server::start() {
     if (context_ == nullptr)
         throw std::runtime_error("lws_create_context failed (is libwebsockets-evlib-uv installed?)");
 
-    auto addresses = split_addresses(settings.listen_addresses ? settings.listen_addresses : "");
+    auto addresses = split_list(settings.listen_addresses ? settings.listen_addresses : "");
     if (addresses.empty()) throw std::runtime_error("resumable_ws.listen_addresses is empty");
     for (const auto &address : addresses) {
         lws_context_creation_info vhost;

@@ -123,6 +123,14 @@ TEST(Metrics, AuthFailureReasonsAreClassified) {
     EXPECT_EQ(rws::error_outcome("upstream_error"), rws::kOutcomeError);
 }
 
+TEST(AddressFilter, SettingListsAreSplitAndTrimmed) {
+    using List = std::vector<std::string>;
+    EXPECT_EQ(rws::split_list(""), List());
+    EXPECT_EQ(rws::split_list(" , ,\t"), List());
+    EXPECT_EQ(rws::split_list("127.0.0.1"), List({"127.0.0.1"}));
+    EXPECT_EQ(rws::split_list(" 127.0.0.1 ,\t::1/128,, 10.0.0.0/8 "), List({"127.0.0.1", "::1/128", "10.0.0.0/8"}));
+}
+
 TEST(AddressFilter, AddressesAndNetworksMatch) {
     AddressFilter f;
     std::string error;
