@@ -84,8 +84,9 @@ export interface ReplayedInfo {
 }
 
 export interface SessionReset {
-  /** 'forbidden' (4003), 'session_not_found' (4004) or 'invalid_cursor' (history rebuilt from event 1) */
-  reason: 'forbidden' | 'session_not_found' | 'invalid_cursor';
+  /** 'forbidden' (4003), 'session_not_found' (4004), 'invalid_cursor' (history rebuilt from event 1)
+   *  or 'new_session' (newSession() was called) */
+  reason: 'forbidden' | 'session_not_found' | 'invalid_cursor' | 'new_session';
   /** the session now in use (null until the new session's ready) */
   sessionId: string | null;
   previousSessionId: string | null;
@@ -118,6 +119,12 @@ export class ResumableClient {
   send(text: string, options?: { signal?: AbortSignal }): Promise<{ event_id: number; duplicate: boolean }>;
   /** stops the session's running answer (sent at the next connection if offline) */
   cancel(): void;
+  /** leaves this session for a new one: clears the conversation; unacknowledged send()s reject (code 'session_left') */
+  newSession(): void;
+  /** connects now when waiting to reconnect (e.g. a "retry now" button); no-op otherwise */
+  reconnect(): void;
+  /** when the next connection attempt is due (ms since the epoch), or null when none is waiting */
+  readonly nextAttemptAt: number | null;
   /** writes the state to storage now (done by itself on 'pagehide' in browsers) */
   flush(): void;
   /** closes for good; unacknowledged send()s reject but stay in storage */

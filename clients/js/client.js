@@ -93,6 +93,8 @@ export class ResumableClient {
     this._ready = false;
     this._attempt = 0;
     this._timers = { reconnect: null, connect: null, ping: null, save: null };
+    this._nextAttemptAt = 0;
+    this._freshToken = false;
     this._retryAfterMs = null;
     this._lastReceived = 0;
     this._pingSentAt = 0;
@@ -204,6 +206,48 @@ export class ResumableClient {
   cancel() {
     if (!this._live() || !this._sendFrame({ type: "cancel" })) this._cancelQueued = true;
   }
+
+  /**
+   * Leaves the current session for a new one (a "new chat"): the conversation
+   * is cleared, unacknowledged send()s reject with code 'session_left', and
+   * the next connection starts a new session ('session_reset' says so).
+   */
+  newSession() {
+    if (this._closed) return;
+    const previous = this._sessionId;
+    this._resetConversation();
+    const err = Object.assign(new Error("the session was left for a new one"), { code: "session_left" });
+    for (const p of this._pending) {
+      const w = this._waiters.get(p.key);
+      this._waiters.delete(p.key);
+      if (w) { w.cleanup(); w.reject(err); }
+    }
+    this._pending = [];
+    this._cancelQueued = false;
+    this._saveNow();
+    this._emit("session_reset", { reason: "new_session", sessionId: null, previousSessionId: previous });
+    if (!this._started) return;
+    const ws = this._ws;
+    if (ws) {
+      this._onClose(1000);
+      try { ws.close(1000); } catch (e) { /* not open yet */ }
+    }
+    this._attempt = 0;
+    this._reconnectIn(0);
+  }
+
+  /**
+   * Tries to connect now when waiting to reconnect (a "retry now" button, or
+   * the browser coming back online); does nothing while connected or connecting.
+   */
+  reconnect() {
+    if (this._closed || !this._started || this._ws || this._timers.reconnect === null) return;
+    this._attempt = 0;
+    this._reconnectIn(0);
+  }
+
+  /** When the next connection attempt is due (ms since the epoch), or null if none is waiting. */
+  get nextAttemptAt() { return this._timers.reconnect === null ? null : this._nextAttemptAt; }
 
   /** Writes the session, cursor, conversation and unsent messages to storage now. */
   flush() { this._saveNow(); }
@@ -541,10 +585,7 @@ export class ResumableClient {
       case 4003: // the session belongs to someone else
       case 4004: { // the session is unknown or closed
         const previous = this._sessionId;
-        this._sessionId = null;
-        this._cursor = 0;
-        this._items = [];
-        this._byId.clear();
+        this._resetConversation();
         // Acknowledged messages are stored in the old session: not for the new one.
         this._pending = this._pending.filter((p) => !p.acked);
         this._saveNow();
@@ -576,8 +617,22 @@ export class ResumableClient {
 
   _reconnectIn(delayMs, freshToken = false) {
     clearTimeout(this._timers.reconnect);
+    this._nextAttemptAt = Date.now() + delayMs;
     this._setState("reconnecting");
-    this._timers.reconnect = setTimeout(() => this._dial(freshToken), delayMs);
+    // A "fresh token" wish survives an earlier reconnect() or newSession().
+    this._freshToken = this._freshToken || freshToken;
+    this._timers.reconnect = setTimeout(() => {
+      const fresh = this._freshToken;
+      this._freshToken = false;
+      this._dial(fresh);
+    }, delayMs);
+  }
+
+  _resetConversation() {
+    this._sessionId = null;
+    this._cursor = 0;
+    this._items = [];
+    this._byId.clear();
   }
 
   // Capped exponential backoff with full jitter.

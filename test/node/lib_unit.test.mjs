@@ -206,3 +206,50 @@ test("server_restarting: reconnects after retry_after_ms; storage round trip", a
   assert.deepEqual(again.client.messages.map((m) => [m.role, m.status]), [["assistant", "streaming"], ["user", "pending"]]);
   again.client.close();
 });
+
+test("newSession(): clears the conversation, rejects unsent messages, connects without the old session", async () => {
+  const store = new Map();
+  const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v), removeItem: (k) => store.delete(k) };
+  const { client, sockets, next } = make({ storage });
+  const resets = [];
+  client.on("session_reset", (r) => resets.push(r));
+  client.connect();
+  (await next()).ready("s1");
+  const ws = sockets[0];
+  ws.event(1, "user_message", { content: "old", idempotency_key: "k1" });
+  const unsent = client.send("never acknowledged");
+  const nextSocket = next();
+  client.newSession();
+  await assert.rejects(unsent, (e) => e.code === "session_left");
+  assert.equal(ws.readyState, 3, "the old connection is closed");
+  assert.deepEqual(client.messages, []);
+  assert.equal(client.sessionId, null);
+  assert.deepEqual(resets, [{ reason: "new_session", sessionId: null, previousSessionId: "s1" }]);
+  assert.deepEqual(JSON.parse(store.get("resumable_ws")), { session_id: null, last_event_id: 0, messages: [], pending: [] });
+  const ws2 = await nextSocket;
+  assert.equal(ws2.url.searchParams.get("session_id"), null);
+  ws2.ready("s2");
+  assert.equal(client.sessionId, "s2");
+  assert.equal(client.state, "live");
+  client.close();
+});
+
+test("reconnect(): dials at once while waiting out a backoff; nextAttemptAt says when", async () => {
+  const { client, sockets, next } = make({ backoff: { baseMs: 60000, capMs: 60000 } });
+  client.connect();
+  (await next()).ready();
+  assert.equal(client.nextAttemptAt, null);
+  client.reconnect(); // connected: nothing to do
+  assert.equal(sockets.length, 1);
+  const before = Date.now();
+  sockets[0].serverClose(1006);
+  assert.equal(client.state, "reconnecting");
+  assert.ok(client.nextAttemptAt >= before && client.nextAttemptAt <= Date.now() + 60000);
+  const nextSocket = next();
+  client.reconnect();
+  const ws2 = await nextSocket; // long before the backoff would have ended
+  assert.equal(client.nextAttemptAt, null);
+  ws2.ready("s1", 0, true);
+  assert.equal(client.state, "replaying");
+  client.close();
+});
