@@ -68,18 +68,27 @@ include $(PGXS)
 
 -include $(OBJS:.o=.d)
 
-# The browser chat client and the client library, served by the worker at
-# GET / and GET /client.js (read from here at each request after they
-# change, so reinstalling them needs no restart).
+# The browser chat client, the client library and the page's Markdown
+# renderer, served by the worker at GET /, GET /client.js and
+# GET /vendor/markdown-it.mjs (read from here at each request after they
+# change, so reinstalling them needs no restart). markdown-it comes from the
+# npm registry at the version web/package-lock.json pins.
 CHAT_PAGE_DIR = $(DESTDIR)$(datadir)/extension/resumable_ws
+MARKDOWN_IT = web/node_modules/markdown-it/dist/browser/markdown-it.esm.min.mjs
+all: $(MARKDOWN_IT)
+$(MARKDOWN_IT): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed to fetch markdown-it for the chat page (bash scripts/install-deps.sh installs it)" >&2; exit 1; }
+	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 install: install-chat-page
-install-chat-page:
+install-chat-page: $(MARKDOWN_IT)
 	$(MKDIR_P) '$(CHAT_PAGE_DIR)'
 	$(INSTALL_DATA) web/chat.html '$(CHAT_PAGE_DIR)/chat.html'
 	$(INSTALL_DATA) clients/js/client.js '$(CHAT_PAGE_DIR)/client.js'
+	$(INSTALL_DATA) $(MARKDOWN_IT) '$(CHAT_PAGE_DIR)/markdown-it.mjs'
 uninstall: uninstall-chat-page
 uninstall-chat-page:
-	rm -f '$(CHAT_PAGE_DIR)/chat.html' '$(CHAT_PAGE_DIR)/client.js'
+	rm -f '$(CHAT_PAGE_DIR)/chat.html' '$(CHAT_PAGE_DIR)/client.js' '$(CHAT_PAGE_DIR)/markdown-it.mjs'
 	rmdir '$(CHAT_PAGE_DIR)' 2>/dev/null || true
 .PHONY: install-chat-page uninstall-chat-page
 

@@ -34,12 +34,12 @@ missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-# Node runs the Node client and the browser driver (test/node, test/browser):
-# Debian 12's nodejs (18) or newer. test/run.sh checks the version, and npm
-# refuses packages whose engines it does not meet (test/*/.npmrc).
-if [ "${1:-}" = "--test" ]; then
-  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
-fi
+# npm fetches the chat page's Markdown renderer (web/package.json) at build
+# time; Node runs the Node client and the browser driver (test/node,
+# test/browser): Debian 12's nodejs (18) or newer. test/run.sh checks the
+# version, and npm refuses packages whose engines it does not meet
+# (test/*/.npmrc).
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -26,12 +26,31 @@ static std::string element_source(const std::string &html, const std::string &ta
     return sha256_source(html.substr(start, end - start));
 }
 
+// 'self' (the modules the worker serves: /client.js, /vendor/…) and a hash
+// source for each inline <script>; 'none' for a page without scripts.
+static std::string script_sources(const std::string &html) {
+    std::string sources;
+    for (size_t at = html.find("<script"); at != std::string::npos; at = html.find("<script", at)) {
+        auto open_end = html.find('>', at);
+        if (open_end == std::string::npos) break;
+        auto close = html.find("</script>", open_end);
+        if (close == std::string::npos) break;
+        std::string open_tag = html.substr(at, open_end - at);
+        if (open_tag.find(" src=") == std::string::npos)
+            sources += " " + sha256_source(html.substr(open_end + 1, close - open_end - 1));
+        at = close;
+    }
+    return sources.empty() ? "'none'" : "'self'" + sources;
+}
+
 std::string ChatPage::policy_for(const std::string &html) {
-    // connect-src 'self' covers ws:// and wss:// on the page's own host.
-    return "default-src 'none'; script-src " + element_source(html, "script") + "; style-src " +
-           element_source(html, "style") +
+    // connect-src 'self' covers ws:// and wss:// on the page's own host. Only
+    // the page's Trusted Types policy (kTrustedTypesPolicy: Markdown rendered
+    // with raw HTML off) may write markup into the DOM.
+    return "default-src 'none'; script-src " + script_sources(html) + "; style-src " + element_source(html, "style") +
            "; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
-           "frame-ancestors 'none'";
+           "frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types " +
+           kTrustedTypesPolicy;
 }
 
 bool ChatPage::load() {

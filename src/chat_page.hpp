@@ -1,8 +1,8 @@
 // The browser chat client (web/chat.html, installed into the extension's
 // share directory): read from disk when it changes, served at GET /.
 // Its Content-Security-Policy allows exactly the page's own inline script
-// and style (by hash), so that text which somehow became markup still could
-// not run. Pure C++: no Postgres calls, safe from lws callbacks.
+// and style (by hash) and the modules the worker serves, so that text which
+// somehow became markup still could not run. Pure C++: no Postgres calls, safe from lws callbacks.
 #pragma once
 
 #include "static_file.hpp"
@@ -22,8 +22,11 @@ class ChatPage {
     const std::string &html() const { return file_.content(); }
     const std::string &content_security_policy() const { return csp_; }
 
-    // The CSP for a page: a hash source for its first <script> and <style>.
+    // The CSP for a page: 'self' and a hash source for each inline <script>
+    // (none at all without scripts), a hash source for its first <style>.
     static std::string policy_for(const std::string &html);
+    // The one Trusted Types policy the page may create (web/chat.html names it).
+    static constexpr const char *kTrustedTypesPolicy = "rws-markdown";
 
   private:
     StaticFile file_;

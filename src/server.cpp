@@ -358,25 +358,23 @@ void Server::serve_page(lws *wsi) {
     respond(wsi, std::move(response));
 }
 
-// GET /client.js (PROTOCOL.md §5): the client library as an ES module, for
-// pages of any origin (it is public; no credentials go with it), revalidated
-// by its entity tag so that a reinstall reaches browsers at once.
-void Server::serve_client_library(lws *wsi) {
-    if (!client_library_.load()) {
+// GET /client.js (PROTOCOL.md §5) and GET /vendor/markdown-it.mjs: modules
+// revalidated by their entity tag, so that a reinstall reaches browsers at
+// once. The client library is public (no credentials go with it): pages of
+// any origin may import it.
+void Server::serve_script(lws *wsi, StaticFile &file, bool any_origin) {
+    if (!file.load()) {
         respond(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE,
-                                   "the client library is not installed (make "
-                                   "install puts it at " +
-                                       client_library_.path() + ")"));
+                                   "not installed (make install puts it at " + file.path() + ")"));
         return;
     }
     HttpHeaders headers = {
         {"cache-control", "no-cache"},
-        {"etag", client_library_.etag()},
-        {"access-control-allow-origin", "*"},
+        {"etag", file.etag()},
     };
+    if (any_origin) headers.push_back({"access-control-allow-origin", "*"});
     char wanted[128];
-    if (lws_hdr_copy(wsi, wanted, sizeof(wanted), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
-        client_library_.etag() == wanted) {
+    if (lws_hdr_copy(wsi, wanted, sizeof(wanted), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 && file.etag() == wanted) {
         HttpResponse unchanged;
         unchanged.status = HTTP_STATUS_NOT_MODIFIED;
         unchanged.content_type = "text/javascript; charset=utf-8";
@@ -387,7 +385,7 @@ void Server::serve_client_library(lws *wsi) {
     HttpResponse response;
     response.content_type = "text/javascript; charset=utf-8";
     response.headers = std::move(headers);
-    response.body = client_library_.content();
+    response.body = file.content();
     respond(wsi, std::move(response));
 }
 
@@ -521,7 +519,11 @@ int Server::on_http(lws *wsi, const char *uri) {
         return 0;
     }
     if (path == "/client.js" && is_get) {
-        serve_client_library(wsi);
+        serve_script(wsi, client_library_, /*any_origin=*/true);
+        return 0;
+    }
+    if (path == "/vendor/markdown-it.mjs" && is_get) {
+        serve_script(wsi, markdown_renderer_, /*any_origin=*/false);
         return 0;
     }
     if (path == "/metrics" && is_get) {
@@ -540,6 +542,7 @@ int Server::on_http(lws *wsi, const char *uri) {
         return 0;
     }
     if (path == "/healthz" || path == "/" || path == "/metrics" || path == "/client.js" ||
+        path == "/vendor/markdown-it.mjs" ||
         (path == "/auth/anonymous" && settings.anonymous_sign_in)) {
         respond(wsi, text_response(HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed",
                                    {{"allow", path == "/auth/anonymous" ? "POST" : "GET, HEAD"}}));

@@ -84,6 +84,9 @@ class Server {
     void set_page_path(std::string path) { page_.set_path(std::move(path)); }
     // Where GET /client.js finds the client library (clients/js/client.js as installed).
     void set_client_library_path(std::string path) { client_library_.set_path(std::move(path)); }
+    // Where GET /vendor/markdown-it.mjs finds the page's Markdown renderer
+    // (markdown-it's browser module, installed from npm with the page).
+    void set_markdown_renderer_path(std::string path) { markdown_renderer_.set_path(std::move(path)); }
 
     // Events are fed to a connection only while its queue is below this
     // share of max_send_buffer: bursts and replays are paced by the reader,
@@ -134,7 +137,9 @@ class Server {
     void respond(lws *wsi, HttpResponse response, bool close_after = false);
     int write_http(lws *wsi);
     void serve_page(lws *wsi);
-    void serve_client_library(lws *wsi);
+    // A JavaScript module from the share directory; any_origin: for pages of
+    // every origin (the client library), else for the chat page only.
+    void serve_script(lws *wsi, StaticFile &file, bool any_origin);
     HttpResponse sign_in_anonymously(lws *wsi);
     HttpResponse metrics_response(lws *wsi);
     void forget_http(lws *wsi);
@@ -156,6 +161,7 @@ class Server {
     std::unordered_map<lws *, HttpResponse> http_responses_;  // being written
     ChatPage page_;
     StaticFile client_library_;
+    StaticFile markdown_renderer_;
     SignInLimiter sign_in_limiter_;
     tls::State tls_;
     bool tls_failed_ = false;  // the vhost being created refused the certificate

@@ -81,6 +81,8 @@ const ops = {
   fill: async ({ selector, text }) => { await page.fill(selector, text); return true; },
   press: async ({ selector, key }) => { await page.press(selector, key); return true; },
   click: async ({ selector }) => { await page.click(selector); return true; },
+  // e.g. ["clipboard-read"], to read back what the page copied
+  grant: async ({ permissions }) => { await context.grantPermissions(permissions); return true; },
   screenshot: async ({ path, full_page = false }) => { await page.screenshot({ path, fullPage: full_page }); return path; },
   problems: async () => problems,
   console: async () => consoleLines,

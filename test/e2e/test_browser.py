@@ -63,8 +63,18 @@ def page_view(b):
     return as_tuples(b.eval(VIEW))
 
 
+def shown(text):
+    """Text as a rendered answer shows it: answers are Markdown, whose
+    rendering does not keep runs of whitespace or line breaks."""
+    return " ".join(text.split())
+
+
 def as_tuples(items):
-    return [(i["kind"], i["text"], i["state"]) for i in items]
+    return [(i["kind"], shown(i["text"]) if i["kind"] == "assistant" else i["text"], i["state"]) for i in items]
+
+
+# The session the page is in: the client library keeps it in localStorage.
+SESSION = "((JSON.parse(localStorage.getItem('resumable_ws') || 'null') || {}).session_id || null)"
 
 
 # The page in one evaluation: whether it is idle (live, nothing waiting to be
@@ -72,7 +82,7 @@ def as_tuples(items):
 PAGE = f"""({{
   idle: document.getElementById('status').dataset.state === 'live'
       && !document.querySelector('.msg.pending, .msg.assistant[data-state=streaming]'),
-  session: localStorage.getItem('resumable_ws.session_id'),
+  session: {SESSION},
   view: {VIEW},
 }})"""
 
@@ -98,11 +108,11 @@ def log_view(cluster, session_id):
             answers[payload["message_id"]][2] = "interrupted" if payload["code"] == "interrupted" else "error"
         else:
             items.append(["notice", f"{event_type} {json.dumps(payload, separators=(',', ':'))}", None])
-    return [tuple(i) for i in items]
+    return [(kind, shown(text) if kind == "assistant" else text, state) for kind, text, state in items]
 
 
 def session_of(b):
-    return b.eval("localStorage.getItem('resumable_ws.session_id')")
+    return b.eval(SESSION)
 
 
 def state(b):
@@ -196,14 +206,14 @@ def test_a_first_visit_signs_in_and_shows_the_whole_answer_once(cluster, upstrea
     assert upstream.sent == [FakeOpenAI.default_reply(upstream.requests[0].body).text]
     assert check_page_matches_log(browser, cluster) == [
         ("user", "What does resumable_ws do?", None),
-        ("assistant", upstream.sent[0], "done"),
+        ("assistant", shown(upstream.sent[0]), "done"),
     ]
 
     send(browser, "And a second question, with\ntwo lines?")
     wait_settled(browser, cluster)
     view = check_page_matches_log(browser, cluster)
     assert [kind for kind, _, _ in view] == ["user", "assistant", "user", "assistant"]
-    assert answer_text(browser) == upstream.sent
+    assert [shown(t) for t in answer_text(browser)] == [shown(t) for t in upstream.sent]
     browser.screenshot("chat-desktop")
     browser.call("resize", width=390, height=844)
     browser.screenshot("chat-phone")
@@ -230,7 +240,7 @@ def test_a_terminated_worker_mid_answer_ends_interrupted_and_never_doubles(clust
     view = check_page_matches_log(browser, cluster)
     kind, text, final = view[1]
     assert kind == "assistant" and final == "interrupted"
-    assert text and "".join(pieces).startswith(text)
+    assert text and shown("".join(pieces)).startswith(text)
     assert browser.eval("document.querySelector('.msg.assistant .meta').textContent").startswith(
         "Interrupted by a server restart.")
     browser.screenshot("worker-terminated-interrupted")
@@ -290,10 +300,12 @@ def test_a_reload_shows_the_history_once_also_mid_answer(cluster, upstream, brow
     assert states(browser) == ["connecting", "replaying", "live"]
     view = check_page_matches_log(browser, cluster)
     assert len(view) == 4 and view[3][2] == "done"
-    assert view[3][1] == "".join(f"slow{n} " for n in range(40))
+    assert view[3][1] == shown("".join(f"slow{n} " for n in range(40)))
 
-    # Without the stored transcript the page replays the log from the start.
-    browser.eval("localStorage.removeItem('resumable_ws.transcript')")
+    # Without the stored conversation (what the library keeps when storage is
+    # full) the page replays the session's log from its start.
+    browser.eval("localStorage.setItem('resumable_ws', JSON.stringify({session_id: %s, "
+                 "last_event_id: 0, messages: [], pending: []}))" % SESSION)
     browser.call("reload")
     wait_settled(browser, cluster)
     assert check_page_matches_log(browser, cluster) == view
@@ -366,7 +378,9 @@ def test_a_half_open_connection_is_found_and_unsent_messages_go_once(cluster, up
 
 def test_a_token_from_the_fragment_is_used_and_replaced_after_4001(cluster, upstream, browser):
     user = str(uuid.uuid4())
-    open_page(browser, cluster, fragment="#access_token=" + make_token(user, ttl=4))
+    browser.call("open")  # a new browser context, before the token's 4 s start
+    browser.call("goto", url=f"http://127.0.0.1:{cluster.ws_port}/#access_token=" + make_token(user, ttl=4))
+    wait_live(browser)
     assert "access_token" not in browser.eval("location.href")
     # The page connected as that user. Its session is looked up in the
     # database, not in the page: on a slow machine the 4 s may be over, and
@@ -376,7 +390,7 @@ def test_a_token_from_the_fragment_is_used_and_replaced_after_4001(cluster, upst
     session = sessions[0][0]
     # At expiry the server closes with 4001; the page signs in anonymously,
     # as a new user, who starts a new conversation.
-    browser.wait(f"localStorage.getItem('resumable_ws.session_id') !== '{session}'", timeout=15)
+    browser.wait(f"{SESSION} && {SESSION} !== '{session}'", timeout=15)
     wait_live(browser)
     token = browser.eval("localStorage.getItem('resumable_ws.token')")
     assert jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience="authenticated")["sub"] != user
@@ -391,8 +405,7 @@ def test_a_closed_session_and_new_chat_start_new_conversations(cluster, upstream
     wait_settled(browser, cluster)
     first = session_of(browser)
     cluster.sql("SELECT resumable_ws.close_session(%s)", (first,))
-    browser.wait(f"localStorage.getItem('resumable_ws.session_id') && "
-                 f"localStorage.getItem('resumable_ws.session_id') !== '{first}'")
+    browser.wait(f"{SESSION} && {SESSION} !== '{first}'")
     wait_live(browser)
     assert page_view(browser) == []
     assert "closed" in browser.eval("document.getElementById('notice').textContent")
@@ -401,8 +414,7 @@ def test_a_closed_session_and_new_chat_start_new_conversations(cluster, upstream
     send(browser, "in the second conversation")
     wait_settled(browser, cluster)
     browser.call("click", selector="#new-chat")
-    browser.wait(f"localStorage.getItem('resumable_ws.session_id') && "
-                 f"localStorage.getItem('resumable_ws.session_id') !== '{second}'")
+    browser.wait(f"{SESSION} && {SESSION} !== '{second}'")
     wait_live(browser)
     assert page_view(browser) == []
     browser.screenshot("new-chat")
@@ -421,3 +433,55 @@ def test_without_anonymous_sign_in_the_page_asks_for_a_token(cluster, upstream, 
         cluster.reload(**{"resumable_ws.anonymous_sign_in": "on"})
         cluster.wait_for(lambda: cluster.http("/auth/anonymous", method="POST")[0] == 200,
                          what="anonymous sign-in on")
+
+
+MARKDOWN = ("# Plan\n\nSome **bold** and `inline`.\n\n- one\n- two\n\n```python\nprint('<b>hi</b>')\n```\n\n"
+            "[docs](https://example.com/docs) [bad](javascript:alert(1)) <i onclick=\"window.__pwned = 4\">raw</i> "
+            "![pixel](http://127.0.0.1:9/p.png)\n")
+
+STRUCTURE = """(() => { const b = document.querySelector('.msg.assistant .bubble'); return {
+  h1: [...b.querySelectorAll('h1')].map((e) => e.textContent),
+  strong: [...b.querySelectorAll('strong')].map((e) => e.textContent),
+  items: [...b.querySelectorAll('ul > li')].map((e) => e.textContent),
+  code: [...b.querySelectorAll('.code > pre > code')].map((e) => e.textContent),
+  copy: b.querySelectorAll('.code > button.copy').length,
+  links: [...b.querySelectorAll('a')].map((a) => [a.getAttribute('href'), a.rel, a.target, a.textContent]),
+  elements: [...new Set([...b.querySelectorAll('*')].map((e) => e.localName))].sort(),
+  handlers: [...b.querySelectorAll('*')].filter((e) => [...e.attributes].some((a) => a.name.startsWith('on'))).length,
+  text: b.textContent,
+}; })()"""
+
+
+def test_answers_are_markdown_rendered_without_any_html_from_the_content(cluster, upstream, browser):
+    """An answer's Markdown becomes headings, lists, code blocks with a copy
+    button and links that open apart (rel=noopener); raw HTML, javascript:
+    links stay text, and images are links (nothing is fetched)."""
+    open_page(browser, cluster)
+    upstream.script(Stream([MARKDOWN[i:i + 9] for i in range(0, len(MARKDOWN), 9)]))
+    send(browser, "markdown please")
+    browser.wait("document.querySelector('.msg.assistant[data-state=done]')")
+    session = session_of(browser)
+    stored = cluster.sql("SELECT payload->>'content' FROM resumable_ws.ws_events "
+                         "WHERE session_id = %s AND event_type = 'assistant_done'", (session,))
+    assert stored == [(MARKDOWN,)]
+    page = browser.eval(STRUCTURE)
+    assert page["h1"] == ["Plan"] and page["strong"] == ["bold"] and page["items"] == ["one", "two"]
+    assert page["code"] == ["print('<b>hi</b>')\n"] and page["copy"] == 1
+    # An image is not loaded: it becomes a link to its address.
+    assert page["links"] == [["https://example.com/docs", "noopener noreferrer", "_blank", "docs"],
+                             ["http://127.0.0.1:9/p.png", "noopener noreferrer", "_blank", "pixel"]]
+    assert set(page["elements"]) <= {"h1", "p", "strong", "code", "ul", "li", "div", "pre", "button", "a"}, page
+    assert page["handlers"] == 0
+    for literal in ('[bad](javascript:alert(1))', '<i onclick="window.__pwned = 4">raw</i>'):
+        assert literal in page["text"]
+    assert browser.eval("typeof window.__pwned") == "undefined"
+
+    browser.call("click", selector=".msg.assistant .code button.copy")
+    browser.wait("document.querySelector('.msg.assistant .copy.copied, .msg.assistant .copy.failed')")
+    assert browser.eval("document.querySelector('.msg.assistant .copy').className") == "copy copied"
+    browser.call("grant", permissions=["clipboard-read"])
+    assert browser.eval("navigator.clipboard.readText()") == "print('<b>hi</b>')\n"
+    browser.screenshot("markdown")
+    browser.call("reload")  # rendered again from storage, the same
+    browser.wait("document.querySelector('.msg.assistant[data-state=done]')")
+    assert browser.eval(STRUCTURE) == page

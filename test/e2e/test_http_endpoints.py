@@ -50,12 +50,18 @@ def test_the_page_is_served_with_a_policy_that_allows_only_its_own_script(cluste
     assert headers["content-type"] == "text/html; charset=utf-8"
     assert headers["cache-control"] == "no-cache" and headers["x-content-type-options"] == "nosniff"
     assert headers["x-frame-options"] == "DENY"
-    script = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
-    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+    assert [attributes for attributes, _ in scripts] == [' type="module"']
+    digest = base64.b64encode(hashlib.sha256(scripts[0][1].encode()).digest()).decode()
     policy = headers["content-security-policy"]
-    assert f"script-src 'sha256-{digest}'" in policy
+    # Its inline module, and the modules it imports from this server only.
+    assert f"script-src 'self' 'sha256-{digest}';" in policy
+    assert 'from "/client.js"' in html and 'from "/vendor/markdown-it.mjs"' in html
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    # Only the page's Markdown policy may write markup into the DOM.
+    assert "require-trusted-types-for 'script'; trusted-types rws-markdown" in policy
+    assert "trustedTypes.createPolicy(\"rws-markdown\"" in html
     # Keep-alive: the next request on the same connection is answered too.
     conn = http.client.HTTPConnection("127.0.0.1", cluster.ws_port, timeout=TIMEOUT)
     for path in ("/", "/healthz", "/"):
@@ -101,6 +107,25 @@ def test_the_client_library_is_served_as_a_module_any_page_may_import(cluster):
     assert status == 405 and headers["allow"] == "GET, HEAD"
 
 
+def test_the_markdown_renderer_is_served_to_the_page_from_npm(cluster):
+    status, headers, body = request(cluster, "GET", "/vendor/markdown-it.mjs")
+    assert status == 200
+    assert headers["content-type"] == "text/javascript; charset=utf-8"
+    assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-cache"
+    assert "access-control-allow-origin" not in headers  # for the page only
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "web")
+    with open(os.path.join(root, "package-lock.json")) as f:
+        version = json.load(f)["packages"]["node_modules/markdown-it"]["version"]
+    assert body.startswith(f"/*! markdown-it {version} ")  # the version the lock pins
+    assert "export {" in body
+    etag = headers["etag"]
+    status, _, body = request(cluster, "GET", "/vendor/markdown-it.mjs", headers={"If-None-Match": etag})
+    assert status == 304 and body == ""
+    # Fixed routes, not a directory: nothing else installed is reachable.
+    for other in ("/vendor/", "/vendor/markdown-it.mjs.map", "/vendor/chat.html", "/markdown-it.mjs"):
+        assert request(cluster, "GET", other)[0] == 404, other
+
+
 def test_healthz_says_the_role_of_the_database(cluster):
     status, headers, body = request(cluster, "GET", "/healthz")
     assert status == 200 and headers["content-type"] == "application/json"
@@ -109,7 +134,7 @@ def test_healthz_says_the_role_of_the_database(cluster):
     assert isinstance(health["connections"], int)
 
 
-@pytest.mark.parametrize("path", ["/", "/client.js", "/healthz", "/metrics", "/ws", "/nope"])
+@pytest.mark.parametrize("path", ["/", "/client.js", "/vendor/markdown-it.mjs", "/healthz", "/metrics", "/ws", "/nope"])
 def test_head_gets_the_headers_of_get_and_no_body(cluster, path):
     get_status, get_headers, get_body = request(cluster, "GET", path)
     # Raw, so that a body sent after the headers would be seen (http.client

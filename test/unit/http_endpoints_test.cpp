@@ -65,10 +65,14 @@ TEST(SignInLimiter, PruningForgetsRefilledAddressesAndMemoryIsBounded) {
     EXPECT_TRUE(limiter.allow("one-too-many", 60, t + seconds(61), retry));
 }
 
-TEST(ChatPage, PolicyHashesExactlyTheInlineScriptAndStyle) {
+TEST(ChatPage, PolicyHashesExactlyTheInlineScriptsAndStyle) {
     // sha256("") and sha256("x") in base64.
-    std::string policy = rws::ChatPage::policy_for("<style></style><script>x</script>");
-    EXPECT_NE(policy.find("script-src 'sha256-LXEWQrcmsEQBYnyp+6wy9chTD7GQPMTbAiWHF5IaSIE='"), std::string::npos)
+    std::string policy = rws::ChatPage::policy_for(
+        "<style></style><script src=\"/vendor/m.mjs\"></script><script type=\"module\">x</script>");
+    EXPECT_NE(policy.find("script-src 'self' 'sha256-LXEWQrcmsEQBYnyp+6wy9chTD7GQPMTbAiWHF5IaSIE=';"),
+              std::string::npos)
+        << policy;
+    EXPECT_NE(policy.find("require-trusted-types-for 'script'; trusted-types rws-markdown"), std::string::npos)
         << policy;
     EXPECT_NE(policy.find("style-src 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"), std::string::npos)
         << policy;
