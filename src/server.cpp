@@ -542,8 +542,7 @@ int Server::on_http(lws *wsi, const char *uri) {
         return 0;
     }
     if (path == "/healthz" || path == "/" || path == "/metrics" || path == "/client.js" ||
-        path == "/vendor/markdown-it.mjs" ||
-        (path == "/auth/anonymous" && settings.anonymous_sign_in)) {
+        path == "/vendor/markdown-it.mjs" || (path == "/auth/anonymous" && settings.anonymous_sign_in)) {
         respond(wsi, text_response(HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed",
                                    {{"allow", path == "/auth/anonymous" ? "POST" : "GET, HEAD"}}));
         return 0;
