@@ -458,3 +458,67 @@ def test_in_chromium_with_local_storage_and_a_reload(cluster):
             browser.close()
             server.shutdown()
             server.server_close()
+
+
+def test_web_example_holds_a_chat_through_worker_restarts(cluster):
+    """clients/js/examples/web-chat.html, as the README shows it, served from another
+    origin in Chromium: questions asked across a worker termination and a Postgres
+    restart are each answered once, the page shows the stored conversation, and a
+    reload shows it again from storage."""
+    import functools
+    import http.server
+    import shutil
+
+    from browser import Browser
+    from harness import free_port
+
+    example = os.path.join(NODE_DIR, "..", "..", "clients", "js", "examples", "web-chat.html")
+    with open(example) as f, open(os.path.join(NODE_DIR, "..", "..", "clients", "js", "README.md")) as r:
+        assert "```html\n" + f.read() + "```" in r.read(), "the README's web example is not examples/web-chat.html"
+    user = str(uuid.uuid4())
+    shown = "Array.from(document.querySelectorAll('#log li'), (li) => li.textContent)"
+    with tempfile.TemporaryDirectory() as root:
+        shutil.copy(example, root)
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+        handler.log_message = lambda *a: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        browser = Browser()
+
+        def ask(text):
+            browser.call("fill", selector="#q", text=text)
+            browser.call("press", selector="#q", key="Enter")
+
+        def live():
+            browser.wait("document.getElementById('state').textContent === 'live'", timeout=30)
+
+        try:
+            url = (f"http://127.0.0.1:{server.server_port}/web-chat.html"
+                   f"#server=http://127.0.0.1:{cluster.ws_port}&token={make_token(user)}")
+            browser.open(url)
+            live()
+            ask("before anything")
+            browser.wait(f"{shown}.some((t) => t.startsWith('assistant (done)'))")
+            cluster.sql("SELECT pg_terminate_backend(%s)", (cluster.worker_pid(),))
+            ask("while the worker restarts")  # kept and sent once it is back
+            live()
+            browser.wait(f"{shown}.filter((t) => t.startsWith('assistant (done)')).length === 2", timeout=30)
+            cluster.restart("fast")
+            ask("after a Postgres restart")
+            live()
+            session = cluster.sql("SELECT id FROM resumable_ws.ws_sessions WHERE user_id = %s", (user,))
+            assert len(session) == 1
+            log = wait_settled(cluster, session[0][0])
+            expected = [f"{m['role']} ({m['status']}): {m['content']}" for m in expected_messages(log)]
+            assert [m for m in expected if m.startswith("user")] == [
+                "user (sent): before anything", "user (sent): while the worker restarts",
+                "user (sent): after a Postgres restart"]
+            cluster.wait_for(lambda: browser.eval(shown) == expected, 30, "the page to show the stored conversation")
+            browser.call("goto", url=url.replace("#", "?reload#"))  # a reload: the same storage
+            live()
+            assert browser.eval(shown) == expected
+            assert browser.problems() == []
+        finally:
+            browser.close()
+            server.shutdown()
+            server.server_close()
