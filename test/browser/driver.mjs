@@ -77,6 +77,9 @@ const ops = {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   },
+  // Network emulation: existing connections go silent (frames are held, not
+  // closed) and new ones fail, as when a laptop loses its network.
+  offline: async ({ offline }) => { await context.setOffline(!!offline); return true; },
   resize: async ({ width, height }) => { await page.setViewportSize({ width, height }); return true; },
   fill: async ({ selector, text }) => { await page.fill(selector, text); return true; },
   press: async ({ selector, key }) => { await page.press(selector, key); return true; },
