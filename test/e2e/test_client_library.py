@@ -226,7 +226,11 @@ def test_reload_with_file_storage_resumes_exactly(cluster):
             second.do("connect")
             info = second.expect("connected")["info"]
             assert info["sessionId"] == session and info["resumed"] and info["replayFrom"] == dump1["lastEventId"]
-            log = wait_settled(cluster, session)
+            # Settled once the message left unsent is in the log and answered
+            # (before it is sent, the log is settled too).
+            log = cluster.wait_for(lambda: (lambda ev: settled(ev) and any(
+                e["event_type"] == "user_message" and e["payload"]["idempotency_key"] == key for e in ev) and ev)(
+                log_events(cluster, session)), WAIT, "the message left unsent to be stored and answered")
             second.do("wait_event", id=len(log))
             second.expect("at_event")
             dump2 = second.dump()
