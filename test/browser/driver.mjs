@@ -2,7 +2,7 @@
 // browser suite: one JSON command per stdin line, one JSON answer per stdout
 // line ({id, ok, result} or {id, ok: false, error}). Every wait is bounded.
 import { createInterface } from "node:readline";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const executablePath = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"].find(existsSync);
@@ -21,8 +21,9 @@ let context = null;
 let page = null;
 let problems = [];  // console errors and uncaught exceptions of the page
 let consoleLines = [];  // everything the page logged, for debugging a failure
+let cdp = null;  // a CDP session while profiling
 
-async function open({ width = 1280, height = 800, mobile = false, dark = false }) {
+async function open({ width = 1280, height = 800, mobile = false, dark = false, init_script = null }) {
   if (context) await context.close();
   context = await browser.newContext({
     viewport: { width, height },
@@ -47,6 +48,8 @@ async function open({ width = 1280, height = 800, mobile = false, dark = false }
       }
     }).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-state"] });
   });
+  // More instrumentation from the caller (bench/bench_page.py), as source text.
+  if (init_script) await context.addInitScript({ content: init_script });
   page = await context.newPage();
   problems = [];
   consoleLines = [];
@@ -87,6 +90,21 @@ const ops = {
   // e.g. ["clipboard-read"], to read back what the page copied
   grant: async ({ permissions }) => { await context.grantPermissions(permissions); return true; },
   screenshot: async ({ path, full_page = false }) => { await page.screenshot({ path, fullPage: full_page }); return path; },
+  // V8 CPU profile of the page (bench/bench_page.py --profile), across reloads.
+  profile_start: async () => {
+    cdp = await context.newCDPSession(page);
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 200 });
+    await cdp.send("Profiler.start");
+    return true;
+  },
+  profile_stop: async ({ path }) => {
+    const { profile } = await cdp.send("Profiler.stop");
+    await cdp.detach();
+    cdp = null;
+    writeFileSync(path, JSON.stringify(profile));
+    return path;
+  },
   problems: async () => problems,
   console: async () => consoleLines,
   quit: async () => { await browser.close(); process.exit(0); },

@@ -53,8 +53,9 @@ class Browser:
 
     # --- conveniences ---------------------------------------------------------
 
-    def open(self, url, width=1280, height=800, mobile=False, dark=False):
-        self.call("open", width=width, height=height, mobile=mobile, dark=dark)
+    def open(self, url, width=1280, height=800, mobile=False, dark=False, init_script=None):
+        """init_script: JavaScript source run in each new document before the page's own."""
+        self.call("open", width=width, height=height, mobile=mobile, dark=dark, init_script=init_script)
         return self.call("goto", url=url)
 
     def eval(self, expression):
