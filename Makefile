@@ -17,6 +17,7 @@ OBJS = \
 	src/uuid.o \
 	src/sign_in_limiter.o \
 	src/static_file.o \
+	src/ws_frames.o \
 	src/chat_page.o \
 	src/protocol.o \
 	src/http_checks.o \

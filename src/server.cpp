@@ -9,6 +9,7 @@
 #include "protocol.hpp"
 #include "settings.hpp"
 #include "uuid.hpp"
+#include "ws_frames.hpp"
 
 #include <libwebsockets.h>
 #include <nlohmann/json.hpp>
@@ -143,6 +144,10 @@ void Server::for_each(const std::function<void(Connection &)> &fn) {
 void Server::send(Connection &conn, const std::string &frame) {
     if (conn.wsi == nullptr || conn.close_code != 0) return;
     const size_t limit = static_cast<size_t>(settings.max_send_buffer);
+    // A queue that is not empty already has a write callback coming (asked
+    // for when its first frame came, or again by on_writeable): asking once
+    // per frame would cost an epoll_ctl each.
+    bool idle = conn.out_queue.empty();
     std::string buffer(LWS_PRE, '\0');
     buffer += frame;
     // An event larger than the buffer (stored before a limit was lowered)
@@ -159,7 +164,7 @@ void Server::send(Connection &conn, const std::string &frame) {
         drop_and_close(conn, kCloseTooSlow, "send buffer over its limit");
         return;
     }
-    lws_callback_on_writable(conn.wsi);
+    if (idle) lws_callback_on_writable(conn.wsi);
 }
 
 void Server::drop_and_close(Connection &conn, int code, const std::string &reason) {
@@ -696,13 +701,40 @@ int Server::on_writeable(Connection &conn) {
     while (!conn.out_queue.empty() && !lws_send_pipe_choked(conn.wsi)) {
         std::string &buffer = conn.out_queue.front();
         size_t length = buffer.size() - LWS_PRE;
-        auto *payload = reinterpret_cast<unsigned char *>(&buffer[LWS_PRE]);
-        if (lws_write(conn.wsi, payload, length, LWS_WRITE_TEXT) < static_cast<int>(length)) return -1;
-        conn.out_bytes -= length;
-        conn.out_queue.pop_front();
+        if (length >= kCoalesceBytes) {
+            // A large frame goes alone, framed by lws in place.
+            auto *payload = reinterpret_cast<unsigned char *>(&buffer[LWS_PRE]);
+            if (lws_write(conn.wsi, payload, length, LWS_WRITE_TEXT) < static_cast<int>(length)) return -1;
+            conn.out_bytes -= length;
+            conn.out_queue.pop_front();
+            conn.front_oversized = false;
+            frames_sent++;
+            bytes_sent += length;
+            continue;
+        }
+        // Small frames (events of a replay or a burst) go out together: one
+        // write instead of a send() and a poll() each.
+        std::string &batch = write_batch_;
+        batch.assign(LWS_PRE, '\0');
+        while (!conn.out_queue.empty()) {
+            std::string &next = conn.out_queue.front();
+            size_t next_length = next.size() - LWS_PRE;
+            if (batch.size() > LWS_PRE && batch.size() + kMaxFrameHeader + next_length > LWS_PRE + kCoalesceBytes)
+                break;
+            if (next_length >= kCoalesceBytes) break;
+            append_text_frame_header(batch, next_length);
+            batch.append(next, LWS_PRE, std::string::npos);
+            conn.out_bytes -= next_length;
+            conn.out_queue.pop_front();
+            frames_sent++;
+            bytes_sent += next_length;
+        }
         conn.front_oversized = false;
-        frames_sent++;
-        bytes_sent += length;
+        size_t batch_length = batch.size() - LWS_PRE;
+        // LWS_WRITE_HTTP: lws sends the bytes as they are (its raw path, TLS
+        // included, keeping what the socket does not take for later).
+        auto *bytes = reinterpret_cast<unsigned char *>(&batch[LWS_PRE]);
+        if (lws_write(conn.wsi, bytes, batch_length, LWS_WRITE_HTTP) < static_cast<int>(batch_length)) return -1;
     }
     if (frames_sent > 0) {
         count(metrics().frames_sent, frames_sent);

@@ -159,6 +159,10 @@ class Server {
     std::unordered_set<lws *> health_waiters_;                // waiting for the next pass
     std::unordered_set<lws *> sign_in_waiters_;               // reading a request body first
     std::unordered_map<lws *, HttpResponse> http_responses_;  // being written
+    // Small frames queued for one connection are written together, up to
+    // this many bytes per write.
+    static constexpr size_t kCoalesceBytes = 64 * 1024;
+    std::string write_batch_;  // reused: no allocation per write
     ChatPage page_;
     StaticFile client_library_;
     StaticFile markdown_renderer_;

@@ -1,5 +1,6 @@
 // Unit tests of the request, handshake and close-frame checks.
 #include "http_checks.hpp"
+#include "ws_frames.hpp"
 
 #include <gtest/gtest.h>
 
@@ -77,6 +78,25 @@ TEST(Utf8, StrictDecoding) {
     for (const char *bad : {"\x80", "\xc0\xaf", "\xc1\xbf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf0\x80\x80\xaf",
                             "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xc3", "\xe2\x82", "\xfe", "\xff"})
         EXPECT_FALSE(valid(bad)) << ::testing::PrintToString(std::string(bad));
+}
+
+}  // namespace
+
+namespace {
+
+// RFC 6455 §5.2 and §5.7: FIN + text, then the length in 7, 16 or 64 bits.
+TEST(WsFrames, TextFrameHeadersForEachLengthForm) {
+    auto header = [](size_t length) {
+        std::string out;
+        rws::append_text_frame_header(out, length);
+        return out;
+    };
+    EXPECT_EQ(header(5), std::string("\x81\x05", 2));
+    EXPECT_EQ(header(125), std::string("\x81\x7d", 2));
+    EXPECT_EQ(header(126), std::string("\x81\x7e\x00\x7e", 4));
+    EXPECT_EQ(header(65535), std::string("\x81\x7e\xff\xff", 4));
+    EXPECT_EQ(header(65536), std::string("\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10));
+    EXPECT_LE(header(SIZE_MAX).size(), rws::kMaxFrameHeader);
 }
 
 }  // namespace
