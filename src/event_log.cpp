@@ -1,5 +1,6 @@
 #include "event_log.hpp"
 
+#include "event_frame.hpp"
 #include "pg.hpp"
 
 extern "C" {
@@ -23,12 +24,12 @@ struct StatementText {
 // another role can stand in for ours or pg_catalog's. (Operators and type
 // names resolve in pg_catalog, the only schema in that path.)
 //
-// Frames are built by Postgres so that payload (jsonb) is emitted as is and
-// every string is escaped by one JSON writer.
-#define EVENT_FRAME_SQL                                                                      \
-    "pg_catalog.json_build_object('type', 'event', 'id', e.id, 'event_type', e.event_type, " \
-    "'payload', e.payload, 'created_at', "                                                   \
-    "pg_catalog.to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))::text "
+// Event rows are read as id, event_type, payload (jsonb's text, sent as is)
+// and created_at; the frame around them is built in C++ (frames::event),
+// which costs less than a JSON function per row here.
+#define EVENT_COLUMNS_SQL             \
+    "e.event_type, e.payload::text, " \
+    "pg_catalog.to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
 static const StatementText kStatements[] = {
     /* kExtensionInstalled */
     {"SELECT pg_catalog.count(*) FROM pg_catalog.pg_extension WHERE extname = 'resumable_ws'", 0},
@@ -69,12 +70,12 @@ static const StatementText kStatements[] = {
      "WHERE id = $1::uuid",
      2},
     /* kReadSessionEvents */
-    {"SELECT '0', e.id::text, " EVENT_FRAME_SQL
+    {"SELECT '0', e.id::text, " EVENT_COLUMNS_SQL
      "FROM resumable_ws.ws_events e WHERE e.session_id = $1::uuid AND e.id > $2::bigint "
      "ORDER BY e.id LIMIT $3::integer",  // e.id: the bigint, not the text output column
      3},
     /* kReadEvents */
-    {"SELECT (c.n - 1)::text, e.id::text, " EVENT_FRAME_SQL
+    {"SELECT (c.n - 1)::text, e.id::text, " EVENT_COLUMNS_SQL
      "FROM ROWS FROM (pg_catalog.unnest($1::uuid[]), pg_catalog.unnest($2::bigint[])) "
      "WITH ORDINALITY AS c(session_id, after_id, n) "
      "CROSS JOIN LATERAL (SELECT * FROM resumable_ws.ws_events e "
@@ -331,8 +332,11 @@ std::vector<EventRow> EventLog::read_events(const std::vector<Cursor> &cursors, 
     }
     std::vector<EventRow> events;
     events.reserve(rows.size());
-    for (auto &row : rows)
-        events.push_back(EventRow{static_cast<size_t>(std::stoull(row[0])), std::stoll(row[1]), std::move(row[2])});
+    for (auto &row : rows) {
+        int64_t id = std::stoll(row[1]);
+        events.push_back(
+            EventRow{static_cast<size_t>(std::stoull(row[0])), id, frames::event(id, row[2], row[3], row[4])});
+    }
     return events;
 }
 

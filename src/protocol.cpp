@@ -1,5 +1,6 @@
 #include "protocol.hpp"
 
+#include "event_frame.hpp"
 #include "uuid.hpp"
 
 #include <cerrno>
@@ -110,6 +111,22 @@ std::string ack(const std::string &idempotency_key, int64_t event_id, bool dupli
 std::string pong(json fields) {
     fields["type"] = "pong";
     return dump(fields);
+}
+
+std::string event(int64_t id, const std::string &event_type, const std::string &payload_json,
+                  const std::string &created_at) {
+    std::string frame;
+    frame.reserve(payload_json.size() + event_type.size() + 96);
+    frame += "{\"type\":\"event\",\"id\":";
+    frame += std::to_string(id);
+    frame += ",\"event_type\":";
+    frame += dump(json(event_type));
+    frame += ",\"payload\":";
+    frame += payload_json;
+    frame += ",\"created_at\":\"";
+    frame += created_at;
+    frame += "\"}";
+    return frame;
 }
 
 std::string replay_done(int64_t last_event_id) {

@@ -1,5 +1,6 @@
 // Unit tests of client frame parsing, server frames and UUID helpers.
 #include "protocol.hpp"
+#include "event_frame.hpp"
 #include "uuid.hpp"
 
 #include <gtest/gtest.h>
@@ -101,6 +102,22 @@ TEST(Uuid, ParseRejectsNonCanonicalForms) {
     for (const char *bad : {"", "0b6f3c1e8a4d4f1b9c2e7d5a6b4c3e2f", "{0b6f3c1e-8a4d-4f1b-9c2e-7d5a6b4c3e2f}",
                             "0b6f3c1e-8a4d-4f1b-9c2e-7d5a6b4c3e2g", "0b6f3c1e_8a4d-4f1b-9c2e-7d5a6b4c3e2f"})
         EXPECT_FALSE(rws::parse_uuid(bad, out)) << bad;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(EventFrame, IsOneJsonObjectWithThePayloadAsStoredAndTheTypeEscaped) {
+    std::string frame =
+        rws::frames::event(42, "odd \"type\"\n\xff", R"({"a": [1, "x"], "b": null})", "2026-11-26T00:00:00.000Z");
+    auto parsed = nlohmann::json::parse(frame);
+    EXPECT_EQ(parsed["type"], "event");
+    EXPECT_EQ(parsed["id"], 42);
+    EXPECT_EQ(parsed["event_type"], "odd \"type\"\n\xef\xbf\xbd");  // invalid UTF-8 replaced, never thrown
+    EXPECT_EQ(parsed["payload"], nlohmann::json::parse(R"({"a": [1, "x"], "b": null})"));
+    EXPECT_EQ(parsed["created_at"], "2026-11-26T00:00:00.000Z");
+    EXPECT_EQ(frame.rfind(R"({"type":"event","id":42,)", 0), 0u);
 }
 
 }  // namespace
