@@ -1,10 +1,15 @@
 """Headless Chromium, driven through test/browser/driver.mjs (playwright-core),
 for the chat page suite. Each call is one JSON line each way, bounded by a
 timeout so that a hang fails the test instead of the run."""
+import contextlib
+import functools
+import http.server
 import json
 import os
 import queue
+import shutil
 import subprocess
+import tempfile
 import threading
 
 BROWSER_DIR = os.path.join(os.path.dirname(__file__), "..", "browser")
@@ -83,3 +88,26 @@ class Browser:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve_files(*paths):
+    """Serves copies of these files from a loopback HTTP server, for pages of
+    another origin than the worker's; yields its base URL (no trailing /)."""
+    from harness import free_port
+    with tempfile.TemporaryDirectory() as root:
+        for path in paths:
+            shutil.copy(path, root)
+        handler = functools.partial(_QuietHandler, directory=root)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+            server.server_close()

@@ -421,23 +421,13 @@ def test_in_chromium_with_local_storage_and_a_reload(cluster):
     """The module in Debian's Chromium, imported from the worker's GET /client.js
     by a page of another origin, with localStorage: an answer is rebuilt as
     stored, and a reload continues the session without delivering an event twice."""
-    import functools
-    import http.server
-    import shutil
-
-    from browser import Browser
-    from harness import free_port
+    from browser import Browser, serve_files
 
     user = str(uuid.uuid4())
-    with tempfile.TemporaryDirectory() as root:
-        shutil.copy(os.path.join(NODE_DIR, "..", "browser", "lib_page.html"), root)
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-        handler.log_message = lambda *a: None
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+    with serve_files(os.path.join(NODE_DIR, "..", "browser", "lib_page.html")) as origin:
         browser = Browser()
         try:
-            url = (f"http://127.0.0.1:{server.server_port}/lib_page.html"
+            url = (f"{origin}/lib_page.html"
                    f"#ws=ws://127.0.0.1:{cluster.ws_port}&token={make_token(user)}")
             browser.open(url)
             browser.wait("window.rws && rws.client.state === 'live'")
@@ -460,8 +450,6 @@ def test_in_chromium_with_local_storage_and_a_reload(cluster):
             assert browser.problems() == []
         finally:
             browser.close()
-            server.shutdown()
-            server.server_close()
 
 
 def test_web_example_holds_a_chat_through_worker_restarts(cluster):
@@ -469,24 +457,14 @@ def test_web_example_holds_a_chat_through_worker_restarts(cluster):
     origin in Chromium: questions asked across a worker termination and a Postgres
     restart are each answered once, the page shows the stored conversation, and a
     reload shows it again from storage."""
-    import functools
-    import http.server
-    import shutil
-
-    from browser import Browser
-    from harness import free_port
+    from browser import Browser, serve_files
 
     example = os.path.join(NODE_DIR, "..", "..", "clients", "js", "examples", "web-chat.html")
     with open(example) as f, open(os.path.join(NODE_DIR, "..", "..", "clients", "js", "README.md")) as r:
         assert "```html\n" + f.read() + "```" in r.read(), "the README's web example is not examples/web-chat.html"
     user = str(uuid.uuid4())
     shown = "Array.from(document.querySelectorAll('#log li'), (li) => li.textContent)"
-    with tempfile.TemporaryDirectory() as root:
-        shutil.copy(example, root)
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-        handler.log_message = lambda *a: None
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+    with serve_files(example) as origin:
         browser = Browser()
 
         def ask(text):
@@ -497,7 +475,7 @@ def test_web_example_holds_a_chat_through_worker_restarts(cluster):
             browser.wait("document.getElementById('state').textContent === 'live'", timeout=30)
 
         try:
-            url = (f"http://127.0.0.1:{server.server_port}/web-chat.html"
+            url = (f"{origin}/web-chat.html"
                    f"#server=http://127.0.0.1:{cluster.ws_port}&token={make_token(user)}")
             browser.open(url)
             live()
@@ -524,5 +502,3 @@ def test_web_example_holds_a_chat_through_worker_restarts(cluster):
             assert browser.problems() == []
         finally:
             browser.close()
-            server.shutdown()
-            server.server_close()

@@ -13,21 +13,16 @@ stored.
 RWS_SEED=<seed> replays a schedule (the seed is printed; the timing of what
 the cluster and the browser do meanwhile is not replayed)."""
 import collections
-import functools
-import http.server
 import itertools
 import json
 import os
 import random
-import shutil
-import tempfile
-import threading
 import time
 import uuid
 
 import pytest
 
-from browser import Browser, BrowserError
+from browser import Browser, BrowserError, serve_files
 from conftest import running_cluster
 from harness import free_port, make_token
 from test_client_library import expected_messages, log_events, wait_settled
@@ -45,24 +40,11 @@ def cluster():
     yield from running_cluster(**{"resumable_ws.llm_provider": "echo"})
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def page_origin():
     """Serves the page from another origin than the worker's."""
-    with tempfile.TemporaryDirectory() as root:
-        shutil.copy(PAGE, root)
-        handler = functools.partial(QuietHandler, directory=root)
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"http://127.0.0.1:{server.server_port}"
-        finally:
-            server.shutdown()
-            server.server_close()
+    with serve_files(PAGE) as origin:
+        yield origin
 
 
 def message_text(rng, n):
