@@ -31,9 +31,15 @@ OBJS = \
 	src/event_log.o \
 	src/tls.o \
 	src/server.o \
+	src/http_endpoints.o \
 	src/database.o \
 	src/generations.o \
 	src/session_hub.o \
+	src/session_registry.o \
+	src/client_protocol.o \
+	src/request_batch.o \
+	src/append_batch.o \
+	src/delivery.o \
 	src/worker.o
 
 PG_CONFIG ?= pg_config

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,10 @@ struct lws;
 namespace rws {
 
 using Clock = std::chrono::steady_clock;
+
+// A text frame's payload. An event's frame is built once and shared by every
+// connection it is queued to.
+using Frame = std::shared_ptr<const std::string>;
 
 struct Connection {
     uint64_t id = 0;
@@ -44,8 +49,8 @@ struct Connection {
     size_t fed_again_below = 0;
     std::vector<std::string> held_frames;  // client frames received before ready
 
-    // Outgoing frames, each with LWS_PRE bytes of headroom in front.
-    std::deque<std::string> out_queue;
+    // Outgoing frames (payloads; framed when written).
+    std::deque<Frame> out_queue;
     size_t out_bytes = 0;
     bool front_oversized = false;  // out_queue.front() is one event larger than the buffer, sent alone
     int close_code = 0;            // sent once out_queue is empty

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,21 +20,30 @@ struct SessionRow {
 struct EventRow {
     size_t cursor;  // read_events: index of the cursor it was read for
     int64_t id;
-    std::string frame;  // the complete {"type":"event",…} frame
+    std::shared_ptr<const std::string> frame;  // the complete {"type":"event",…} frame
 };
 
-enum class LockResult { Locked, Busy, Missing };
-
-// Generations write in bulk: one statement per kind of change per pass.
+// What the worker appends, written in bulk: one statement per kind of change
+// per pass (AppendBatch).
 struct NewEvent {
     std::string session_id;
     int64_t id;
-    std::string event_type;
+    const char *event_type;  // a static string
     std::string payload_json;
 };
 struct SessionHead {
     std::string session_id;
     int64_t last_event_id;
+};
+struct NewIdempotencyKey {
+    std::string session_id;
+    std::string key;
+    int64_t event_id;
+};
+struct NewGeneration {
+    std::string session_id;
+    int64_t reply_to;
+    std::string message_id;
 };
 struct GenerationStatus {
     std::string session_id;
@@ -44,6 +54,15 @@ struct LockedSession {
     std::string session_id;
     bool active = false;
     int64_t last_event_id = 0;
+};
+struct KeyLookup {
+    std::string session_id;
+    std::string key;
+};
+struct FoundKey {
+    size_t lookup;  // index into the lookups
+    int64_t event_id;
+    std::string content;  // of the message it names
 };
 struct OpenGeneration {
     std::string session_id;
@@ -58,6 +77,8 @@ struct ContextMessage {
 
 class EventLog {
   public:
+    struct Param;  // a statement's parameter (event_log.cpp)
+
     bool extension_installed();
     void clear_live_connections();
 
@@ -69,24 +90,17 @@ class EventLog {
     // last_seen_at = now() for these ws_live_connections rows.
     void touch_live_connections(const std::vector<std::string> &connection_ids);
 
-    // Takes the session row lock without waiting: Busy if another
-    // transaction holds it. On Locked, last_event_id and active are set.
-    LockResult lock_session(const std::string &session_id, int64_t &last_event_id, bool &active);
-    // The event an idempotency key produced, with that message's content.
-    bool find_idempotency_key(const std::string &session_id, const std::string &key, int64_t &event_id,
-                              std::string &content);
-    void insert_event(const std::string &session_id, int64_t id, const std::string &event_type,
-                      const std::string &payload_json);
-    void insert_idempotency_key(const std::string &session_id, const std::string &key, int64_t event_id);
-    void set_last_event_id(const std::string &session_id, int64_t last_event_id);
-
-    // Generations (see generations.hpp).
-    void insert_generation(const std::string &session_id, int64_t reply_to, const std::string &message_id);
-    // Locks those sessions that no other transaction holds.
+    // Locks those sessions that no other transaction holds, without waiting.
     std::vector<LockedSession> lock_sessions(const std::vector<std::string> &session_ids);
     std::vector<std::string> existing_sessions(const std::vector<std::string> &session_ids);
+    // The events these idempotency keys produced, with their messages' content.
+    std::vector<FoundKey> find_idempotency_keys(const std::vector<KeyLookup> &lookups);
     void append_events(const std::vector<NewEvent> &events);
-    void set_heads(const std::vector<SessionHead> &heads);
+    void insert_idempotency_keys(const std::vector<NewIdempotencyKey> &keys);
+    void insert_generations(const std::vector<NewGeneration> &generations);
+    // Returns the created_at of this transaction's events, as read_events
+    // formats it (the column's default is the transaction's start).
+    std::string set_heads(const std::vector<SessionHead> &heads);
     void set_generation_statuses(const std::vector<GenerationStatus> &statuses);
     std::vector<OpenGeneration> open_generations();
     // The newest user and assistant messages up to and including event upto.
@@ -109,28 +123,27 @@ class EventLog {
         kCreateSession,
         kAddLiveConnection,
         kRemoveLiveConnection,
-        kLockSession,
-        kFindIdempotencyKey,
-        kInsertEvent,
-        kInsertIdempotencyKey,
-        kSetLastEventId,
-        kReadSessionEvents,
-        kReadEvents,
-        kPing,
-        kInsertGeneration,
+        kTouchLiveConnections,
         kLockSessions,
         kExistingSessions,
+        kFindIdempotencyKeys,
         kAppendEvents,
+        kInsertIdempotencyKeys,
+        kInsertGenerations,
         kSetHeads,
         kSetGenerationStatuses,
         kOpenGenerations,
         kLoadContext,
-        kTouchLiveConnections,
+        kReadSessionEvents,
+        kReadEvents,
+        kPing,
         kStatementCount
     };
     using Rows = std::vector<std::vector<std::string>>;
-    // Runs a statement with text arguments (nullptr is NULL); returns every
-    // column of every row as text (NULL as empty).
+    // Runs a statement with these parameters; returns every column of every
+    // row as text (NULL as empty).
+    Rows run(Statement statement, const std::vector<Param> &params);
+    // The same with text arguments only (nullptr is NULL).
     Rows run(Statement statement, std::initializer_list<const char *> args);
 
     void *plans_[kStatementCount] = {};

@@ -57,15 +57,16 @@ static size_t prefix_that_fits(const std::string &text, size_t room, size_t &use
 
 // What one pass writes, and what it changes in memory once that commits.
 struct Generations::Plan {
-    std::vector<NewEvent> events;
-    std::vector<SessionHead> heads;
+    size_t events = 0;  // appended
     std::vector<GenerationStatus> statuses;
     std::vector<std::function<void()>> after_commit;
-    std::vector<std::string> written_sessions;
     std::unordered_set<std::string> settled_sessions;  // locked or gone: status known
     std::vector<GenerationOutcome> outcomes;           // of the generations this pass ends
     bool busy = false;                                 // some session was locked by another transaction
 };
+
+Generations::Generations(Database &db, LlmClient &llm) : db_(db), llm_(llm), plan_(std::make_unique<Plan>()) {}
+Generations::~Generations() = default;
 
 uint64_t Generations::enqueue(const std::string &session_id, int64_t reply_to, const std::string &message_id) {
     uint64_t id = next_id_++;
@@ -181,11 +182,11 @@ int Generations::idle_timeout_ms() const {
     return -1;
 }
 
-void Generations::pass() {
+bool Generations::prepare() {
     apply_updates();
+    to_start_.clear();
 
     // Heads of sessions, oldest message first, take the free slots.
-    std::set<uint64_t> to_start;
     if (may_start_ && !shutting_down_) {
         may_start_ = false;
         std::vector<uint64_t> heads;
@@ -196,21 +197,20 @@ void Generations::pass() {
         std::sort(heads.begin(), heads.end());
         size_t limit = static_cast<size_t>(settings.llm_max_concurrency);
         for (uint64_t id : heads) {
-            if (running_ + to_start.size() >= limit) break;
-            to_start.insert(id);
+            if (running_ + to_start_.size() >= limit) break;
+            to_start_.insert(id);
         }
-        if (!to_start.empty()) work_pending_ = true;
+        if (!to_start_.empty()) work_pending_ = true;
     }
-    if (!work_pending_ && !failing_ && !retry_soon_) return;
+    return work_pending_ || failing_ || retry_soon_;
+}
 
+void Generations::committed(bool ok) {
     Plan plan;
-    bool committed = db_.transact([&](EventLog &log) {
-        plan = Plan();
-        write(log, to_start, plan);
-    });
-    failing_ = !committed;
-    if (!committed) {
-        may_start_ = may_start_ || !to_start.empty();  // choose again next time
+    std::swap(plan, *plan_);
+    failing_ = !ok;
+    if (!ok) {
+        may_start_ = may_start_ || !to_start_.empty();  // choose again next time
         return;
     }
     retry_soon_ = plan.busy;
@@ -219,12 +219,13 @@ void Generations::pass() {
     for (const auto &session_id : plan.settled_sessions) check_status_.erase(session_id);
     for (auto &step : plan.after_commit) step();
     for (GenerationOutcome outcome : plan.outcomes) count(metrics().generations[outcome]);
-    if (!plan.events.empty()) count(metrics().events_appended[kSourceGeneration], plan.events.size());
-    if (events_written_)
-        for (const auto &session_id : plan.written_sessions) events_written_(session_id);
+    if (plan.events > 0) count(metrics().events_appended[kSourceGeneration], plan.events);
 }
 
-void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan &plan) {
+void Generations::write(EventLog &log, AppendBatch &appends) {
+    *plan_ = Plan();
+    Plan &plan = *plan_;
+    const std::set<uint64_t> &to_start = to_start_;
     // Sessions with something to write, locked without waiting.
     std::unordered_set<std::string> wanted(check_status_.begin(), check_status_.end());
     for (const auto &entry : generations_) {
@@ -233,25 +234,17 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
     }
     if (wanted.empty()) return;
     std::vector<std::string> ids(wanted.begin(), wanted.end());
-    std::unordered_map<std::string, LockedSession> locked;
-    for (LockedSession &row : log.lock_sessions(ids)) locked[row.session_id] = row;
-    std::vector<std::string> unlocked;
+    appends.lock(log, ids);
     for (const auto &id : ids)
-        if (locked.count(id) == 0) unlocked.push_back(id);
-    std::unordered_set<std::string> existing;
-    if (!unlocked.empty())
-        for (auto &id : log.existing_sessions(unlocked)) existing.insert(std::move(id));
-    for (const auto &id : ids)
-        if (locked.count(id) || !existing.count(id)) plan.settled_sessions.insert(id);
-    std::unordered_map<std::string, int64_t> heads;  // sessions given new events
+        if (appends.session(id).lock != AppendBatch::Lock::Busy) plan.settled_sessions.insert(id);
 
     for (auto &entry : generations_) {
         Generation &g = entry.second;
         uint64_t gid = g.id;
         if (!wanted.count(g.session_id)) continue;
-        auto session = locked.find(g.session_id);
-        if (session == locked.end()) {
-            if (existing.count(g.session_id)) {
+        const AppendBatch::SessionState &session = appends.session(g.session_id);
+        if (session.lock != AppendBatch::Lock::Locked) {
+            if (session.lock == AppendBatch::Lock::Busy) {
                 plan.busy = true;  // a long transaction holds it: next pass
                 continue;
             }
@@ -262,11 +255,10 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
             });
             continue;
         }
-        bool active = session->second.active;
-        auto head = heads.emplace(g.session_id, session->second.last_event_id).first;
+        bool active = session.active;
         auto append = [&](const char *event_type, const Json &payload) {
-            head->second++;
-            plan.events.push_back(NewEvent{g.session_id, head->second, event_type, dump(payload)});
+            appends.append(g.session_id, event_type, dump(payload));
+            plan.events++;
         };
         auto set_status = [&](const char *status) {
             plan.statuses.push_back(GenerationStatus{g.session_id, g.reply_to, status});
@@ -355,13 +347,6 @@ void Generations::write(EventLog &log, const std::set<uint64_t> &to_start, Plan 
         });
     }
 
-    for (const auto &head : heads) {
-        if (head.second == locked[head.first].last_event_id) continue;
-        plan.heads.push_back(SessionHead{head.first, head.second});
-        plan.written_sessions.push_back(head.first);
-    }
-    log.append_events(plan.events);
-    log.set_heads(plan.heads);
     log.set_generation_statuses(plan.statuses);
 }
 

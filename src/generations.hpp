@@ -1,12 +1,13 @@
 // AI generations, on the worker's Postgres thread: one per new user message,
 // one at a time per session in message order, at most llm_max_concurrency at
-// once. Upstream text comes from the LLM thread; each pass writes what
-// arrived as events in one transaction: assistant_started, one coalesced
-// assistant_delta per generation, and exactly one assistant_done or
-// assistant_error. The ws_generations table holds each one's state, so a
-// restart finds the ones it cut off.
+// once. Upstream text comes from the LLM thread; each pass appends what
+// arrived as events, in the pass's transaction (SessionHub::pass):
+// assistant_started, one coalesced assistant_delta per generation, and
+// exactly one assistant_done or assistant_error. The ws_generations table
+// holds each one's state, so a restart finds the ones it cut off.
 #pragma once
 
+#include "append_batch.hpp"
 #include "connection.hpp"
 #include "database.hpp"
 #include "llm_client.hpp"
@@ -14,6 +15,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -24,9 +26,8 @@ namespace rws {
 
 class Generations {
   public:
-    Generations(Database &db, LlmClient &llm) : db_(db), llm_(llm) {}
-    // Called after a commit that appended events to a session.
-    void on_events_written(std::function<void(const std::string &)> callback) { events_written_ = std::move(callback); }
+    Generations(Database &db, LlmClient &llm);
+    ~Generations();
 
     // Worker start: generations a crash or restart cut off end as
     // interrupted; queued ones are queued again. Returns false on failure.
@@ -43,9 +44,15 @@ class Generations {
     // pass); the LLM thread is stopped, so no upstream is waited on.
     void interrupt_all();
 
-    // Reads the LLM thread's output, starts what may start, and writes
-    // everything in one transaction. Never throws for database errors.
-    void pass();
+    // A pass, in three steps. prepare(): reads the LLM thread's output and
+    // chooses what may start; true if there is something to write.
+    bool prepare();
+    // Inside the pass's transaction: locks the sessions concerned and
+    // appends their events to appends (written by its flush()).
+    void write(EventLog &log, AppendBatch &appends);
+    // After the transaction: applies what write() planned if it committed,
+    // else tries again on a later pass.
+    void committed(bool ok);
     // Milliseconds until pass() has work again (-1: none).
     int idle_timeout_ms() const;
     size_t running_count() const { return running_; }
@@ -76,15 +83,13 @@ class Generations {
     struct Plan;
 
     void apply_updates();
-    // Inside the pass's transaction: locks the sessions concerned, appends
-    // their events and records in plan what to change after the commit.
-    void write(EventLog &log, const std::set<uint64_t> &to_start, Plan &plan);
     LlmRequest build_request(EventLog &log, const Generation &g);
     void remove(uint64_t id);
 
     Database &db_;
     LlmClient &llm_;
-    std::function<void(const std::string &)> events_written_;
+    std::unique_ptr<Plan> plan_;   // write() → committed()
+    std::set<uint64_t> to_start_;  // chosen by prepare()
 
     uint64_t next_id_ = 1;
     std::map<uint64_t, Generation> generations_;                         // by id: enqueue order

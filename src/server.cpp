@@ -141,21 +141,23 @@ void Server::for_each(const std::function<void(Connection &)> &fn) {
     for (auto &entry : connections_) fn(*entry.second);
 }
 
-void Server::send(Connection &conn, const std::string &frame) {
+void Server::send(Connection &conn, std::string frame) {
+    send(conn, std::make_shared<const std::string>(std::move(frame)));
+}
+
+void Server::send(Connection &conn, const Frame &frame) {
     if (conn.wsi == nullptr || conn.close_code != 0) return;
     const size_t limit = static_cast<size_t>(settings.max_send_buffer);
     // A queue that is not empty already has a write callback coming (asked
     // for when its first frame came, or again by on_writeable): asking once
     // per frame would cost an epoll_ctl each.
     bool idle = conn.out_queue.empty();
-    std::string buffer(LWS_PRE, '\0');
-    buffer += frame;
     // An event larger than the buffer (stored before a limit was lowered)
     // is fed only into an empty queue, and does not count against it.
-    if (conn.out_queue.empty() && frame.size() > limit) conn.front_oversized = true;
-    conn.out_bytes += frame.size();
-    conn.out_queue.push_back(std::move(buffer));
-    size_t counted = conn.out_bytes - (conn.front_oversized ? conn.out_queue.front().size() - LWS_PRE : 0);
+    if (idle && frame->size() > limit) conn.front_oversized = true;
+    conn.out_bytes += frame->size();
+    conn.out_queue.push_back(frame);
+    size_t counted = conn.out_bytes - (conn.front_oversized ? conn.out_queue.front()->size() : 0);
     if (counted > limit) {
         // Events are paced (feed_limit), so only answers the client never
         // reads get here. It gets a close frame (if its socket takes it) and
@@ -217,26 +219,18 @@ void Server::tick(Clock::time_point now, int64_t unix_now) {
     // runs the CLOSED callback, which erases from connections_: hence the list.
     for (lws *wsi : to_kill) lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
 
-    if (sign_in_limiter_.tracked() > 0) sign_in_limiter_.prune(settings.anonymous_sign_ins_per_minute, now);
+    endpoints_.tick(now);
 }
 
-static HttpResponse text_response(int status, const std::string &text, HttpHeaders headers = {}) {
-    HttpResponse response;
-    response.status = status;
-    response.content_type = "text/plain; charset=utf-8";
-    response.headers = std::move(headers);
-    response.body = text + "\n";
-    return response;
+static std::string peer_address(lws *wsi) {
+    char peer[64] = {0};
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    return peer;
 }
 
-static HttpResponse json_response(int status, const std::string &json, HttpHeaders headers = {}) {
-    HttpResponse response;
-    response.status = status;
-    response.content_type = "application/json";
-    response.headers = std::move(headers);
-    response.headers.emplace_back("cache-control", "no-store");
-    response.body = json;
-    return response;
+static std::string if_none_match(lws *wsi) {
+    char wanted[128];
+    return lws_hdr_copy(wsi, wanted, sizeof(wanted), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 ? wanted : "";
 }
 
 static const char *status_text(int status) {
@@ -275,21 +269,8 @@ static int answer_and_close(lws *wsi, const HttpResponse &response) {
 }
 
 void Server::answer_health(bool database_ok, bool standby) {
-    bool ok = database_ok && !standby;
-    char body[200];
-    snprintf(body, sizeof(body), "{\"status\":\"%s\",\"database\":%s,\"role\":\"%s\",\"connections\":%zu}\n",
-             ok ? "ok" : "unavailable", database_ok ? "true" : "false",
-             !database_ok ? "unknown"
-             : standby    ? "standby"
-                          : "primary",
-             connections_.size());
-    // Answered a pass later, so requests pipelined behind it would wait in
-    // lws's buffer, which 4.1.6 does not serve reliably after a deferred
-    // answer: this connection closes after it (probes open a new one anyway).
     for (lws *wsi : health_waiters_)
-        respond(wsi,
-                json_response(ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE, body, {{"connection", "close"}}),
-                /*close_after=*/true);
+        respond(wsi, HttpEndpoints::health(database_ok, standby, connections_.size()), /*close_after=*/true);
     health_waiters_.clear();
 }
 
@@ -343,104 +324,6 @@ int Server::write_http(lws *wsi) {
     http_responses_.erase(it);
     if (close_after) return -1;  // what is written is flushed, then the connection closes
     return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
-void Server::serve_page(lws *wsi) {
-    if (!page_.load()) {
-        respond(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE,
-                                   "the chat page is not installed (make install puts it at " + page_.path() + ")"));
-        return;
-    }
-    HttpResponse response;
-    response.content_type = "text/html; charset=utf-8";
-    response.headers = {
-        {"content-security-policy", page_.content_security_policy()},
-        {"cache-control", "no-cache"},
-        {"referrer-policy", "no-referrer"},
-        {"x-frame-options", "DENY"},
-    };
-    response.body = page_.html();
-    respond(wsi, std::move(response));
-}
-
-// GET /client.js (PROTOCOL.md §5) and GET /vendor/markdown-it.mjs: modules
-// revalidated by their entity tag, so that a reinstall reaches browsers at
-// once. The client library is public (no credentials go with it): pages of
-// any origin may import it.
-void Server::serve_script(lws *wsi, StaticFile &file, bool any_origin) {
-    if (!file.load()) {
-        respond(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE,
-                                   "not installed (make install puts it at " + file.path() + ")"));
-        return;
-    }
-    HttpHeaders headers = {
-        {"cache-control", "no-cache"},
-        {"etag", file.etag()},
-    };
-    if (any_origin) headers.push_back({"access-control-allow-origin", "*"});
-    char wanted[128];
-    if (lws_hdr_copy(wsi, wanted, sizeof(wanted), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 && file.etag() == wanted) {
-        HttpResponse unchanged;
-        unchanged.status = HTTP_STATUS_NOT_MODIFIED;
-        unchanged.content_type = "text/javascript; charset=utf-8";
-        unchanged.headers = std::move(headers);
-        respond(wsi, std::move(unchanged));
-        return;
-    }
-    HttpResponse response;
-    response.content_type = "text/javascript; charset=utf-8";
-    response.headers = std::move(headers);
-    response.body = file.content();
-    respond(wsi, std::move(response));
-}
-
-// POST /auth/anonymous (PROTOCOL.md §2): a token for a fresh user id. No
-// row is written: a user exists only as the sub of its tokens.
-HttpResponse Server::sign_in_anonymously(lws *wsi) {
-    if (!settings.anonymous_sign_in)
-        return json_response(HTTP_STATUS_NOT_FOUND,
-                             "{\"error\":\"not_found\",\"message\":\"anonymous sign-in is not enabled\"}\n");
-    std::string secret = settings.jwt_secret ? settings.jwt_secret : "";
-    if (secret.empty())
-        return json_response(HTTP_STATUS_SERVICE_UNAVAILABLE,
-                             "{\"error\":\"unavailable\",\"message\":\"resumable_ws.jwt_secret is not set\"}\n");
-    char peer[64] = {0};
-    lws_get_peer_simple(wsi, peer, sizeof(peer));
-    int retry_after_s = 0;
-    if (!sign_in_limiter_.allow(peer, settings.anonymous_sign_ins_per_minute, Clock::now(), retry_after_s))
-        return json_response(429,
-                             "{\"error\":\"rate_limited\",\"retry_after\":" + std::to_string(retry_after_s) + "}\n",
-                             {{"retry-after", std::to_string(retry_after_s)}});
-    std::string user_id = random_uuid();
-    int64_t ttl = settings.anonymous_token_ttl_s;
-    // HS256 with jwt_secret even when a JWKS is configured: we hold no
-    // private key (a JWKS is public), and Supabase users get tokens from Supabase.
-    std::string token = sign_token(user_id, ttl, secret, settings.jwt_audience ? settings.jwt_audience : "",
-                                   time(nullptr), /*anonymous=*/true, settings.jwt_issuer ? settings.jwt_issuer : "");
-    nlohmann::json body = {
-        {"access_token", token},
-        {"token_type", "bearer"},
-        {"expires_in", ttl},
-        {"user", {{"id", user_id}, {"is_anonymous", true}}},
-    };
-    return json_response(HTTP_STATUS_OK, body.dump() + "\n");
-}
-
-// GET /metrics (PROTOCOL.md §2), for clients in metrics_addresses only.
-HttpResponse Server::metrics_response(lws *wsi) {
-    char peer[64] = {0};
-    lws_get_peer_simple(wsi, peer, sizeof(peer));
-    AddressFilter allowed;
-    std::string error;
-    // The setting's check hook refuses an invalid list; were one to get
-    // here anyway, nobody matches.
-    if (!allowed.parse(settings.metrics_addresses ? settings.metrics_addresses : "", error) || !allowed.matches(peer))
-        return text_response(HTTP_STATUS_FORBIDDEN, "metrics are not served to this address");
-    HttpResponse response;
-    response.content_type = kPrometheusContentType;
-    response.headers = {{"cache-control", "no-store"}};
-    response.body = render_metrics(snapshot(metrics()));
-    return response;
 }
 
 void Server::forget_http(lws *wsi) {
@@ -520,26 +403,26 @@ int Server::on_http(lws *wsi, const char *uri) {
         return 0;  // answered after the worker's next pass
     }
     if (path == "/" && is_get) {
-        serve_page(wsi);
+        respond(wsi, endpoints_.page());
         return 0;
     }
     if (path == "/client.js" && is_get) {
-        serve_script(wsi, client_library_, /*any_origin=*/true);
+        respond(wsi, endpoints_.client_library(if_none_match(wsi)));
         return 0;
     }
     if (path == "/vendor/markdown-it.mjs" && is_get) {
-        serve_script(wsi, markdown_renderer_, /*any_origin=*/false);
+        respond(wsi, endpoints_.markdown_renderer(if_none_match(wsi)));
         return 0;
     }
     if (path == "/metrics" && is_get) {
-        respond(wsi, metrics_response(wsi));
+        respond(wsi, HttpEndpoints::metrics(peer_address(wsi)));
         return 0;
     }
     if (path == "/auth/anonymous" && is_post) {
         // Without a Content-Length lws would take whatever follows for this
         // request's body: answer, then close.
-        if (content_length.empty()) return answer_and_close(wsi, sign_in_anonymously(wsi));
-        respond(wsi, sign_in_anonymously(wsi));
+        if (content_length.empty()) return answer_and_close(wsi, endpoints_.sign_in_anonymously(peer_address(wsi)));
+        respond(wsi, endpoints_.sign_in_anonymously(peer_address(wsi)));
         return 0;
     }
     if (path == "/ws" && is_get) {  // without an upgrade: say what it takes
@@ -698,12 +581,15 @@ int Server::on_writeable(Connection &conn) {
         if (lws_write(conn.wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0) return -1;
     }
     uint64_t frames_sent = 0, bytes_sent = 0;  // counted once per write callback
+    std::string &batch = write_batch_;
     while (!conn.out_queue.empty() && !lws_send_pipe_choked(conn.wsi)) {
-        std::string &buffer = conn.out_queue.front();
-        size_t length = buffer.size() - LWS_PRE;
+        size_t length = conn.out_queue.front()->size();
         if (length >= kCoalesceBytes) {
-            // A large frame goes alone, framed by lws in place.
-            auto *payload = reinterpret_cast<unsigned char *>(&buffer[LWS_PRE]);
+            // A large frame goes alone, framed by lws (which needs LWS_PRE
+            // bytes of headroom in front of it).
+            batch.assign(LWS_PRE, '\0');
+            batch += *conn.out_queue.front();
+            auto *payload = reinterpret_cast<unsigned char *>(&batch[LWS_PRE]);
             if (lws_write(conn.wsi, payload, length, LWS_WRITE_TEXT) < static_cast<int>(length)) return -1;
             conn.out_bytes -= length;
             conn.out_queue.pop_front();
@@ -714,16 +600,15 @@ int Server::on_writeable(Connection &conn) {
         }
         // Small frames (events of a replay or a burst) go out together: one
         // write instead of a send() and a poll() each.
-        std::string &batch = write_batch_;
         batch.assign(LWS_PRE, '\0');
         while (!conn.out_queue.empty()) {
-            std::string &next = conn.out_queue.front();
-            size_t next_length = next.size() - LWS_PRE;
+            const std::string &next = *conn.out_queue.front();
+            size_t next_length = next.size();
             if (batch.size() > LWS_PRE && batch.size() + kMaxFrameHeader + next_length > LWS_PRE + kCoalesceBytes)
                 break;
             if (next_length >= kCoalesceBytes) break;
             append_text_frame_header(batch, next_length);
-            batch.append(next, LWS_PRE, std::string::npos);
+            batch += next;
             conn.out_bytes -= next_length;
             conn.out_queue.pop_front();
             frames_sent++;
@@ -842,7 +727,8 @@ int Server::callback(lws *wsi, int reason_int, void *user, void *in, size_t len)
         case LWS_CALLBACK_HTTP_BODY_COMPLETION:
             // Called more than once for one body by lws 4.1.6: answer once.
             // At once, and then close: see answer_and_close.
-            if (sign_in_waiters_.erase(wsi)) return answer_and_close(wsi, sign_in_anonymously(wsi));
+            if (sign_in_waiters_.erase(wsi))
+                return answer_and_close(wsi, endpoints_.sign_in_anonymously(peer_address(wsi)));
             return 0;
         case LWS_CALLBACK_CLOSED_HTTP: forget_http(wsi); break;
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: return on_confirm_upgrade(wsi);

@@ -4,10 +4,8 @@
 // ServerHandler; they never touch SPI.
 #pragma once
 
-#include "chat_page.hpp"
 #include "connection.hpp"
-#include "sign_in_limiter.hpp"
-#include "static_file.hpp"
+#include "http_endpoints.hpp"
 #include "tls.hpp"
 
 #include <deque>
@@ -51,20 +49,6 @@ enum CloseCode {
     kCloseRestart = 1012,
 };
 
-using HttpHeaders = std::vector<std::pair<std::string, std::string>>;  // lowercase names
-
-// One HTTP answer, written in pieces as the socket takes them.
-struct HttpResponse {
-    int status = 200;
-    std::string content_type;
-    HttpHeaders headers;
-    std::string body;
-    size_t body_sent = 0;
-    bool headers_sent = false;
-    bool close_after = false;  // the connection closes once it is out (no keep-alive)
-    bool head_only = false;    // answering HEAD: the headers of the GET answer, no body
-};
-
 class Server {
   public:
     Server(uv_loop_t *loop, ServerHandler &handler);
@@ -80,13 +64,8 @@ class Server {
     // Binds resumable_ws.listen_addresses:port (with TLS if prepare_tls said
     // so); throws on failure.
     void start();
-    // Where GET / finds the chat page (web/chat.html as installed).
-    void set_page_path(std::string path) { page_.set_path(std::move(path)); }
-    // Where GET /client.js finds the client library (clients/js/client.js as installed).
-    void set_client_library_path(std::string path) { client_library_.set_path(std::move(path)); }
-    // Where GET /vendor/markdown-it.mjs finds the page's Markdown renderer
-    // (markdown-it's browser module, installed from npm with the page).
-    void set_markdown_renderer_path(std::string path) { markdown_renderer_.set_path(std::move(path)); }
+    // The page, the client library, sign-in, metrics, health.
+    HttpEndpoints &endpoints() { return endpoints_; }
 
     // Events are fed to a connection only while its queue is below this
     // share of max_send_buffer: bursts and replays are paced by the reader,
@@ -103,7 +82,8 @@ class Server {
 
     // Queues a text frame. Over max_send_buffer the connection is closed 4010;
     // one frame larger than that by itself goes out alone into an empty queue.
-    void send(Connection &conn, const std::string &frame);
+    void send(Connection &conn, const Frame &frame);
+    void send(Connection &conn, std::string frame);
     // Sends what is queued, then closes with this code.
     void close(Connection &conn, int code, const std::string &reason);
     // Drops what is queued and what was received, then closes.
@@ -136,12 +116,6 @@ class Server {
     bool refuse_unmasked(Connection &conn);
     void respond(lws *wsi, HttpResponse response, bool close_after = false);
     int write_http(lws *wsi);
-    void serve_page(lws *wsi);
-    // A JavaScript module from the share directory; any_origin: for pages of
-    // every origin (the client library), else for the chat page only.
-    void serve_script(lws *wsi, StaticFile &file, bool any_origin);
-    HttpResponse sign_in_anonymously(lws *wsi);
-    HttpResponse metrics_response(lws *wsi);
     void forget_http(lws *wsi);
     int on_confirm_upgrade(lws *wsi);
     int on_filter(lws *wsi, Connection **slot);
@@ -163,10 +137,7 @@ class Server {
     // this many bytes per write.
     static constexpr size_t kCoalesceBytes = 64 * 1024;
     std::string write_batch_;  // reused: no allocation per write
-    ChatPage page_;
-    StaticFile client_library_;
-    StaticFile markdown_renderer_;
-    SignInLimiter sign_in_limiter_;
+    HttpEndpoints endpoints_;
     tls::State tls_;
     bool tls_failed_ = false;  // the vhost being created refused the certificate
 };

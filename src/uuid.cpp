@@ -25,6 +25,29 @@ bool parse_uuid(const std::string &text, std::string &canonical) {
     return true;
 }
 
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+bool uuid_bytes(const std::string &text, unsigned char out[16]) {
+    if (text.size() != 36) return false;
+    size_t at = 0;
+    for (int i = 0; i < 16; i++) {
+        if (at == 8 || at == 13 || at == 18 || at == 23) {
+            if (text[at] != '-') return false;
+            at++;
+        }
+        int high = hex_value(text[at]), low = hex_value(text[at + 1]);
+        if (high < 0 || low < 0) return false;
+        out[i] = static_cast<unsigned char>(high << 4 | low);
+        at += 2;
+    }
+    return true;
+}
+
 std::string random_uuid() {
     unsigned char b[16];
     if (RAND_bytes(b, sizeof(b)) != 1) throw std::runtime_error("RAND_bytes failed");

@@ -182,9 +182,9 @@ static void serve(Database &db) {
     hub.attach(&server);
     char share_path[MAXPGPATH];
     get_share_path(my_exec_path, share_path);
-    server.set_page_path(std::string(share_path) + "/extension/resumable_ws/chat.html");
-    server.set_client_library_path(std::string(share_path) + "/extension/resumable_ws/client.js");
-    server.set_markdown_renderer_path(std::string(share_path) + "/extension/resumable_ws/markdown-it.mjs");
+    server.endpoints().set_page_path(std::string(share_path) + "/extension/resumable_ws/chat.html");
+    server.endpoints().set_client_library_path(std::string(share_path) + "/extension/resumable_ws/client.js");
+    server.endpoints().set_markdown_renderer_path(std::string(share_path) + "/extension/resumable_ws/markdown-it.mjs");
 
     if (!db.transact([](EventLog &log) { log.clear_live_connections(); }))
         throw std::runtime_error("cannot clear ws_live_connections");

@@ -490,7 +490,11 @@ def test_web_example_holds_a_chat_through_worker_restarts(cluster):
             live()
             session = cluster.sql("SELECT id FROM resumable_ws.ws_sessions WHERE user_id = %s", (user,))
             assert len(session) == 1
-            log = wait_settled(cluster, session[0][0])
+            # 'live' comes with the session's ready; the message kept while
+            # the server was away is sent then, and committed a pass later.
+            log = cluster.wait_for(
+                lambda: (lambda ev: settled(ev) and sum(e["event_type"] == "user_message" for e in ev) >= 3 and ev)(
+                    log_events(cluster, session[0][0])), WAIT, "the third question to be answered")
             expected = [f"{m['role']} ({m['status']}): {m['content']}" for m in expected_messages(log)]
             assert [m for m in expected if m.startswith("user")] == [
                 "user (sent): before anything", "user (sent): while the worker restarts",

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <set>
 
 namespace {
@@ -102,6 +103,21 @@ TEST(Uuid, ParseRejectsNonCanonicalForms) {
     for (const char *bad : {"", "0b6f3c1e8a4d4f1b9c2e7d5a6b4c3e2f", "{0b6f3c1e-8a4d-4f1b-9c2e-7d5a6b4c3e2f}",
                             "0b6f3c1e-8a4d-4f1b-9c2e-7d5a6b4c3e2g", "0b6f3c1e_8a4d-4f1b-9c2e-7d5a6b4c3e2f"})
         EXPECT_FALSE(rws::parse_uuid(bad, out)) << bad;
+}
+
+// The bulk statements send session ids as binary uuid[]: the bytes must be
+// the ones Postgres would read from the text, in either case.
+TEST(Uuid, BytesOfTheCanonicalForm) {
+    unsigned char b[16];
+    ASSERT_TRUE(rws::uuid_bytes("0B6F3C1E-8a4d-4f1b-9c2e-7d5a6b4c3e2f", b));
+    const unsigned char expected[16] = {0x0b, 0x6f, 0x3c, 0x1e, 0x8a, 0x4d, 0x4f, 0x1b,
+                                        0x9c, 0x2e, 0x7d, 0x5a, 0x6b, 0x4c, 0x3e, 0x2f};
+    EXPECT_EQ(0, memcmp(b, expected, 16));
+    for (const char *bad : {"", "0b6f3c1e8a4d4f1b9c2e7d5a6b4c3e2f", "0b6f3c1e-8a4d-4f1b-9c2e-7d5a6b4c3e2g",
+                            "0b6f3c1e_8a4d-4f1b-9c2e-7d5a6b4c3e2f", "0b6f3c1e-8a4d-4f1b-9c2e-7d5a6b4c3e2"})
+        EXPECT_FALSE(rws::uuid_bytes(bad, b)) << bad;
+    std::string random = rws::random_uuid();
+    EXPECT_TRUE(rws::uuid_bytes(random, b));
 }
 
 }  // namespace
