@@ -140,12 +140,14 @@ static void configure_session() {
 
 // The worker's inserts, updates and deletes reach pg_stat_user_tables, and so
 // autovacuum and autoanalyze, only when it reports them: a backend does that
-// when it goes idle, a worker must do it itself. Outside any transaction; at
-// most once a second (pgstat rate-limits non-forced reports), and the loop
-// wakes at least that often.
-static void report_table_stats() {
+// when it goes idle, a worker must do it itself. Outside any transaction,
+// after every pass (pgstat itself holds a report back to once a second), and
+// forced once a second: pgstat's clock is the last transaction's end, which
+// stands still while the worker runs none, so what the last write left
+// pending would wait for the next transaction.
+static void report_table_stats(bool force) {
     try {
-        pg_guard([]() noexcept { (void)pgstat_report_stat(false); });
+        pg_guard([force]() noexcept { (void)pgstat_report_stat(force); });
     } catch (const PgError &) {
     }
 }
@@ -288,7 +290,7 @@ static void serve(Database &db) {
         bool overflowed = drain_wakes(worker_slot, wakes);
         hub.sessions_changed(wakes, overflowed);
         hub.pass();
-        report_table_stats();
+        report_table_stats(false);
 
         now = Clock::now();
         metrics().pass_duration.observe(kDurationBuckets, now - pass_start);
@@ -302,6 +304,7 @@ static void serve(Database &db) {
             hub.refresh_connection_records();
             hub.expire_key_waits(now);
             keys.tick(now);
+            report_table_stats(true);
             next_tick = now + std::chrono::seconds(1);
         }
     }
