@@ -19,6 +19,12 @@ static std::string dump(const Json &json) {
 
 static const char kInterruptedMessage[] = "the server restarted during this answer";
 
+// A generation's text is written as one assistant_delta at most this often
+// (the first at once): each delta is a row, a frame per connection and its
+// share of a commit, and tokens come every 10-30 ms. 50 ms stays below what
+// a reader notices, and an answer's end is written at once.
+constexpr std::chrono::milliseconds kDeltaInterval{50};
+
 // Room in an assistant_done event for what is not its content: the message
 // id, the finish reason, the keys and the event type.
 constexpr size_t kDoneEventReserve = 256;
@@ -150,8 +156,8 @@ void Generations::apply_updates() {
         auto it = generations_.find(update.id);
         if (it == generations_.end()) continue;
         Generation &g = it->second;
-        if (!g.started || g.has_end) continue;  // the first end wins (cancel vs done)
-        work_pending_ = true;
+        if (!g.started || g.has_end) continue;                            // the first end wins (cancel vs done)
+        if (update.kind != LlmUpdate::Kind::Delta) work_pending_ = true;  // deltas wait for their turn (delta_due)
         switch (update.kind) {
             case LlmUpdate::Kind::Delta:
                 if (!g.got_first_text) {
@@ -172,19 +178,35 @@ void Generations::apply_updates() {
     }
 }
 
+bool Generations::delta_due(const Generation &g, Clock::time_point now) {
+    return g.started && !g.pending.empty() && now - g.delta_written_at >= kDeltaInterval;
+}
+
 int Generations::idle_timeout_ms() const {
     if (failing_) return 250;
     if (retry_soon_) return 20;
     if (work_pending_) return 0;
+    // The soonest delta that waits for its turn.
+    Clock::time_point now = Clock::now();
+    long soonest = -1;
+    for (const auto &entry : generations_) {
+        const Generation &g = entry.second;
+        if (!g.started || g.pending.empty()) continue;
+        auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(g.delta_written_at + kDeltaInterval - now);
+        long ms = std::max<long>(0, static_cast<long>(wait.count()) + (wait.count() > 0 ? 1 : 0));
+        if (soonest < 0 || ms < soonest) soonest = ms;
+    }
+    if (soonest == 0) return 0;
     if (may_start_ && !shutting_down_ && running_ < static_cast<size_t>(settings.llm_max_concurrency) &&
         generations_.size() > running_)
         return 0;
-    return -1;
+    return static_cast<int>(soonest);
 }
 
 bool Generations::prepare() {
     apply_updates();
     to_start_.clear();
+    pass_time_ = Clock::now();
 
     // Heads of sessions, oldest message first, take the free slots.
     if (may_start_ && !shutting_down_) {
@@ -202,7 +224,10 @@ bool Generations::prepare() {
         }
         if (!to_start_.empty()) work_pending_ = true;
     }
-    return work_pending_ || failing_ || retry_soon_;
+    if (work_pending_ || failing_ || retry_soon_) return true;
+    for (const auto &entry : generations_)
+        if (delta_due(entry.second, pass_time_)) return true;
+    return false;
 }
 
 void Generations::committed(bool ok) {
@@ -230,7 +255,8 @@ void Generations::write(EventLog &log, AppendBatch &appends) {
     std::unordered_set<std::string> wanted(check_status_.begin(), check_status_.end());
     for (const auto &entry : generations_) {
         const Generation &g = entry.second;
-        if (to_start.count(g.id) || g.cancel_requested || g.has_end || !g.pending.empty()) wanted.insert(g.session_id);
+        if (to_start.count(g.id) || g.cancel_requested || g.has_end || delta_due(g, pass_time_))
+            wanted.insert(g.session_id);
     }
     if (wanted.empty()) return;
     std::vector<std::string> ids(wanted.begin(), wanted.end());
@@ -307,6 +333,7 @@ void Generations::write(EventLog &log, AppendBatch &appends) {
             end = End{false, "cancelled", {}};
             stop_upstream = true;
         }
+        if (!has_end && !delta_due(g, pass_time_)) continue;  // its next delta waits for its turn
         // The whole answer must fit in one assistant_done event: text beyond
         // max_event_size is cut off, as a model's own length limit would.
         size_t content_room = event_size_limit() - kDoneEventReserve;
@@ -335,10 +362,12 @@ void Generations::write(EventLog &log, AppendBatch &appends) {
             }
         }
         if (written == 0 && !has_end) continue;
-        plan.after_commit.push_back([this, gid, written, content_json_size, has_end, stop_upstream]() {
+        Clock::time_point written_at = pass_time_;
+        plan.after_commit.push_back([this, gid, written, content_json_size, has_end, stop_upstream, written_at]() {
             auto it = generations_.find(gid);
             if (it == generations_.end()) return;
             Generation &done = it->second;
+            if (written > 0) done.delta_written_at = written_at;
             done.content.append(done.pending, 0, written);
             done.content_json_size = content_json_size;
             done.pending.erase(0, written);

@@ -74,15 +74,18 @@ class Generations {
         bool cancel_requested = false;
         bool has_end = false;  // the answer is over; not yet written
         End end;
-        std::string content;             // text written as deltas so far
-        size_t content_json_size = 0;    // content's size as a JSON string
-        std::string pending;             // text received, not yet written
-        Clock::time_point submitted_at;  // upstream request made
+        std::string content;                 // text written as deltas so far
+        size_t content_json_size = 0;        // content's size as a JSON string
+        std::string pending;                 // text received, not yet written
+        Clock::time_point delta_written_at;  // of its last assistant_delta (epoch: none yet)
+        Clock::time_point submitted_at;      // upstream request made
         bool got_first_text = false;
     };
     struct Plan;
 
     void apply_updates();
+    // Its pending text may be written as a delta now (kDeltaInterval).
+    static bool delta_due(const Generation &g, Clock::time_point now);
     LlmRequest build_request(EventLog &log, const Generation &g);
     void remove(uint64_t id);
 
@@ -90,6 +93,7 @@ class Generations {
     LlmClient &llm_;
     std::unique_ptr<Plan> plan_;   // write() → committed()
     std::set<uint64_t> to_start_;  // chosen by prepare()
+    Clock::time_point pass_time_;  // prepare()'s: which deltas are due
 
     uint64_t next_id_ = 1;
     std::map<uint64_t, Generation> generations_;                         // by id: enqueue order

@@ -176,6 +176,8 @@ void LlmClient::drain(std::vector<LlmUpdate> &out) {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto &update : updates_) out.push_back(std::move(update));
     updates_.clear();
+    open_delta_.clear();
+    worker_woken_ = false;
 }
 
 void LlmClient::notify_thread() {
@@ -184,24 +186,55 @@ void LlmClient::notify_thread() {
     (void)written;  // EAGAIN: already signalled
 }
 
+// How long text may wait for other text before the worker is woken for it.
+// The worker writes a generation's text at most every 50 ms anyway
+// (generations.cpp), so this costs no latency a reader sees.
+constexpr std::chrono::milliseconds kWakeBatch{10};
+
 void LlmClient::post(LlmUpdate update) {
-    if (update.kind == LlmUpdate::Kind::Delta) count(metrics().upstream_tokens);
-    bool was_empty;
+    bool urgent = true;  // an end, or a request's first text (time to first token)
+    if (update.kind == LlmUpdate::Kind::Delta) {
+        count(metrics().upstream_tokens);
+        urgent = texted_.insert(update.id).second;
+    } else {
+        texted_.erase(update.id);
+    }
+    bool wake = false;
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        was_empty = updates_.empty();
-        if (!was_empty && update.kind == LlmUpdate::Kind::Delta && updates_.back().kind == LlmUpdate::Kind::Delta &&
-            updates_.back().id == update.id) {
-            updates_.back().text += update.text;
-            return;
+        auto open = open_delta_.find(update.id);
+        if (update.kind == LlmUpdate::Kind::Delta && open != open_delta_.end()) {
+            updates_[open->second].text += update.text;
+        } else {
+            if (update.kind == LlmUpdate::Kind::Delta)
+                open_delta_[update.id] = updates_.size();
+            else if (open != open_delta_.end())
+                open_delta_.erase(open);  // later text (none comes) must not join a delta before the end
+            updates_.push_back(std::move(update));
         }
-        updates_.push_back(std::move(update));
+        if (!worker_woken_ && urgent) worker_woken_ = wake = true;
     }
-    // One wake per batch: the worker drains everything it finds.
-    if (was_empty) {
+    if (wake) {
         uint64_t one = 1;
         ssize_t written = write(wake_fd_, &one, sizeof(one));
         (void)written;  // EAGAIN: the counter is already non-zero, the worker is awake
+    } else if (!urgent && wake_due_ == LlmClock::time_point::max()) {
+        wake_due_ = LlmClock::now() + kWakeBatch;
+    }
+}
+
+void LlmClient::wake_worker_if_due(LlmClock::time_point now) {
+    if (wake_due_ > now) return;
+    wake_due_ = LlmClock::time_point::max();
+    bool wake = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!updates_.empty() && !worker_woken_) worker_woken_ = wake = true;
+    }
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t written = write(wake_fd_, &one, sizeof(one));
+        (void)written;
     }
 }
 
@@ -473,6 +506,7 @@ void LlmClient::serve() {
         }
         incoming.clear();
         for (uint64_t id : aborted) {
+            texted_.erase(id);
             auto it = transfers.find(id);
             if (it == transfers.end()) continue;
             release_handle(multi, *it->second);
@@ -543,6 +577,8 @@ void LlmClient::serve() {
             it = it->second->finished ? transfers.erase(it) : std::next(it);
 
         if (curl_deadline_ns_ >= 0) next = std::min(next, from_ns(curl_deadline_ns_));
+        wake_worker_if_due(now);
+        next = std::min(next, wake_due_);
         long wait_ms = std::max<long>(0, std::chrono::duration_cast<milliseconds>(next - now).count());
         ready_count = epoll_wait(epoll_fd_, ready, kMaxReady, static_cast<int>(wait_ms));
         if (ready_count < 0) ready_count = 0;  // EINTR cannot happen (signals blocked); be safe

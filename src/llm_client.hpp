@@ -5,12 +5,15 @@
 // worker's eventfd (DESIGN.md "Where things run").
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace rws {
@@ -53,8 +56,8 @@ class LlmClient {
     void submit(LlmRequest request);
     // Drops a request's transfer; no further update comes for it.
     void abort(uint64_t id);
-    // Moves out the updates posted since the last call, oldest first.
-    // Consecutive deltas of one request arrive already joined.
+    // Moves out the updates posted since the last call, oldest first. A
+    // request's deltas since the last call arrive already joined.
     void drain(std::vector<LlmUpdate> &out);
 
     // The thread's state of one request (defined in llm_client.cpp).
@@ -64,7 +67,11 @@ class LlmClient {
     void run() noexcept;  // the thread
     void serve();         // its loop, until stop()
     void fail_all_transfers() noexcept;
+    // Queues an update for the worker. Ends and a request's first text wake
+    // it at once; other text waits up to kWakeBatch for company, so that
+    // many streams cost the worker a pass per batch, not per token.
     void post(LlmUpdate update);
+    void wake_worker_if_due(std::chrono::steady_clock::time_point now);
     void notify_thread();
 
     int wake_fd_;            // the worker's eventfd
@@ -77,11 +84,16 @@ class LlmClient {
     int64_t curl_deadline_ns_ = -1;  // curl's timer on the steady clock; -1: none
     std::thread thread_;
     std::map<uint64_t, std::unique_ptr<Transfer>> transfers_;  // used only by the thread
+    std::unordered_set<uint64_t> texted_;                      // the thread's: requests that posted text
+    std::chrono::steady_clock::time_point wake_due_ =          // the thread's: a deferred wake (max: none)
+        std::chrono::steady_clock::time_point::max();
 
     std::mutex mutex_;  // guards the members below
     std::vector<LlmRequest> submitted_;
     std::vector<uint64_t> aborted_;
     std::vector<LlmUpdate> updates_;
+    std::unordered_map<uint64_t, size_t> open_delta_;  // a request's delta in updates_, still growing
+    bool worker_woken_ = false;                        // since the last drain
     bool stopping_ = false;
 };
 
