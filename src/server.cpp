@@ -166,7 +166,22 @@ void Server::send(Connection &conn, const Frame &frame) {
         drop_and_close(conn, kCloseTooSlow, "send buffer over its limit");
         return;
     }
-    if (idle) lws_callback_on_writable(conn.wsi);
+    // Written by flush() at the end of the loop pass, with what else the pass
+    // queued: a write callback would cost two epoll_ctl and a loop wake.
+    if (idle) to_flush_.push_back(conn.id);
+}
+
+void Server::flush() {
+    std::vector<uint64_t> ids;
+    ids.swap(to_flush_);
+    for (uint64_t id : ids) {
+        Connection *conn = find(id);
+        if (conn == nullptr || conn->wsi == nullptr || conn->out_queue.empty()) continue;
+        // What the socket does not take waits for a write callback
+        // (on_writeable asks for one); a failed write drops the connection,
+        // as returning -1 from the callback would.
+        if (on_writeable(*conn) < 0) lws_set_timeout(conn->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+    }
 }
 
 void Server::drop_and_close(Connection &conn, int code, const std::string &reason) {

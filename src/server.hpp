@@ -84,6 +84,9 @@ class Server {
     // one frame larger than that by itself goes out alone into an empty queue.
     void send(Connection &conn, const Frame &frame);
     void send(Connection &conn, std::string frame);
+    // Writes what send() queued for connections whose queue was empty. The
+    // worker calls it at the end of each loop pass.
+    void flush();
     // Sends what is queued, then closes with this code.
     void close(Connection &conn, int code, const std::string &reason);
     // Drops what is queued and what was received, then closes.
@@ -136,7 +139,8 @@ class Server {
     // Small frames queued for one connection are written together, up to
     // this many bytes per write.
     static constexpr size_t kCoalesceBytes = 64 * 1024;
-    std::string write_batch_;  // reused: no allocation per write
+    std::string write_batch_;         // reused: no allocation per write
+    std::vector<uint64_t> to_flush_;  // connections whose queue send() started
     HttpEndpoints endpoints_;
     tls::State tls_;
     bool tls_failed_ = false;  // the vhost being created refused the certificate

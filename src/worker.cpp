@@ -307,6 +307,7 @@ static void serve(Database &db) {
             report_table_stats(true);
             next_tick = now + std::chrono::seconds(1);
         }
+        server.flush();
     }
 
     // Shutdown: accept nothing new, commit and answer what clients already
@@ -319,9 +320,11 @@ static void serve(Database &db) {
     generations.interrupt_all();
     hub.pass();  // frames held until ready were queued by the first pass's answers
     hub.announce_restart();
+    server.flush();
     auto deadline = Clock::now() + std::chrono::milliseconds(1500);
     while (server.connection_count() > 0 && Clock::now() < deadline) {
         uv_run(&loop, UV_RUN_NOWAIT);
+        server.flush();
         WaitEvent ignored[4];  // epoll_wait refuses a zero-sized array
         (void)WaitEventSetWait(wait_set, 10, ignored, 4, PG_WAIT_EXTENSION);
     }
