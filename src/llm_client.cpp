@@ -65,6 +65,7 @@ struct LlmClient::Transfer {
     void finish(LlmUpdate::Kind kind, std::string text, std::string message = std::string()) {
         if (finished) return;
         finished = true;
+        client->timers_stale_ = true;  // to be erased by the next scan
         LlmUpdate update{kind, request.id, std::move(text), std::move(message)};
         client->post(std::move(update));
     }
@@ -482,6 +483,7 @@ void LlmClient::serve() {
     constexpr int kMaxReady = 256;
     epoll_event ready[kMaxReady];
     int ready_count = 0;
+    LlmClock::time_point timers_due = LlmClock::now();
 
     for (;;) {
         {
@@ -504,6 +506,7 @@ void LlmClient::serve() {
             uint64_t id = t->request.id;
             transfers[id] = std::move(t);
         }
+        if (!incoming.empty()) timers_stale_ = true;  // echo and retry timers to set
         incoming.clear();
         for (uint64_t id : aborted) {
             texted_.erase(id);
@@ -534,48 +537,57 @@ void LlmClient::serve() {
             Transfer *t = nullptr;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
             if (t != nullptr) on_attempt_done(multi, *t, msg->data.result);
+            timers_stale_ = true;  // a retry may have been scheduled
         }
 
-        // Timers: echo pieces, retries, stalled upstreams.
+        // Timers: echo pieces, retries, stalled upstreams. Scanned when one
+        // is due or the set changed, not at every wake: with many streams
+        // the thread wakes thousands of times a second. (A stall deadline
+        // only moves later with activity, so a scan at the old one is early,
+        // never late.)
         now = LlmClock::now();
-        auto next = now + milliseconds(1000);
-        for (auto &entry : transfers) {
-            Transfer &t = *entry.second;
-            if (t.finished) continue;
-            if (t.request.echo) {
-                while (!t.finished && t.next_due <= now) {
-                    if (t.next_piece < t.pieces.size()) {
-                        post(LlmUpdate{LlmUpdate::Kind::Delta, t.request.id, t.pieces[t.next_piece++], {}});
-                        t.next_due += kEchoPieceInterval;
+        if (timers_stale_ || now >= timers_due) {
+            timers_stale_ = false;
+            auto next = now + milliseconds(1000);
+            for (auto &entry : transfers) {
+                Transfer &t = *entry.second;
+                if (t.finished) continue;
+                if (t.request.echo) {
+                    while (!t.finished && t.next_due <= now) {
+                        if (t.next_piece < t.pieces.size()) {
+                            post(LlmUpdate{LlmUpdate::Kind::Delta, t.request.id, t.pieces[t.next_piece++], {}});
+                            t.next_due += kEchoPieceInterval;
+                        } else {
+                            t.finish(LlmUpdate::Kind::Done, "stop");
+                        }
+                    }
+                    if (!t.finished) next = std::min(next, t.next_due);
+                } else if (t.waiting_retry) {
+                    if (t.retry_at <= now) {
+                        if (!begin_attempt(multi, t))
+                            t.finish(LlmUpdate::Kind::Error, "unavailable", "the model provider could not be reached");
+                        else
+                            next = now;  // start it at once
                     } else {
-                        t.finish(LlmUpdate::Kind::Done, "stop");
+                        next = std::min(next, t.retry_at);
+                    }
+                } else if (t.easy != nullptr) {
+                    auto deadline = t.last_activity + milliseconds(t.request.idle_timeout_ms);
+                    if (deadline <= now) {
+                        fprintf(stderr, "resumable_ws: generation %llu: no data from the model provider for %ld ms\n",
+                                static_cast<unsigned long long>(t.request.id), t.request.idle_timeout_ms);
+                        release_handle(multi, t);
+                        t.finish(LlmUpdate::Kind::Error, "timeout", "the model provider stopped responding");
+                    } else {
+                        next = std::min(next, deadline);
                     }
                 }
-                if (!t.finished) next = std::min(next, t.next_due);
-            } else if (t.waiting_retry) {
-                if (t.retry_at <= now) {
-                    if (!begin_attempt(multi, t))
-                        t.finish(LlmUpdate::Kind::Error, "unavailable", "the model provider could not be reached");
-                    else
-                        next = now;  // start it at once
-                } else {
-                    next = std::min(next, t.retry_at);
-                }
-            } else if (t.easy != nullptr) {
-                auto deadline = t.last_activity + milliseconds(t.request.idle_timeout_ms);
-                if (deadline <= now) {
-                    fprintf(stderr, "resumable_ws: generation %llu: no data from the model provider for %ld ms\n",
-                            static_cast<unsigned long long>(t.request.id), t.request.idle_timeout_ms);
-                    release_handle(multi, t);
-                    t.finish(LlmUpdate::Kind::Error, "timeout", "the model provider stopped responding");
-                } else {
-                    next = std::min(next, deadline);
-                }
             }
+            for (auto it = transfers.begin(); it != transfers.end();)
+                it = it->second->finished ? transfers.erase(it) : std::next(it);
+            timers_due = next;
         }
-        for (auto it = transfers.begin(); it != transfers.end();)
-            it = it->second->finished ? transfers.erase(it) : std::next(it);
-
+        auto next = timers_due;
         if (curl_deadline_ns_ >= 0) next = std::min(next, from_ns(curl_deadline_ns_));
         wake_worker_if_due(now);
         next = std::min(next, wake_due_);

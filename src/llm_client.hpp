@@ -84,6 +84,7 @@ class LlmClient {
     int64_t curl_deadline_ns_ = -1;  // curl's timer on the steady clock; -1: none
     std::thread thread_;
     std::map<uint64_t, std::unique_ptr<Transfer>> transfers_;  // used only by the thread
+    bool timers_stale_ = false;                                // the thread's: transfers came, ended or retry
     std::unordered_set<uint64_t> texted_;                      // the thread's: requests that posted text
     std::chrono::steady_clock::time_point wake_due_ =          // the thread's: a deferred wake (max: none)
         std::chrono::steady_clock::time_point::max();
