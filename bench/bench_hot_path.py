@@ -222,6 +222,10 @@ class Perf:
         print(f"    perf, worker, {title} (self time, top entries; template arguments elided):")
         for line in lines[:25]:
             print("      " + shorten(line.strip()))
+        out = subprocess.run(["perf", "report", "-i", self.file, "--no-children", "--stdio", "-g", "none",
+                              "--sort", "dso"], capture_output=True, text=True).stdout
+        objects = [" ".join(line.split()) for line in out.splitlines() if line.strip() and not line.startswith("#")]
+        print("      by object: " + ", ".join(objects[:8]))
         os.unlink(self.file)
 
 
