@@ -15,7 +15,7 @@ frames decoded); the client's own CPU (this process) and the upstream's are prin
 next to the worker's, so one can see whether they bound a figure (a warning
 is printed when either uses most of a core).
 
-  answers  50 sessions, each sends 20 messages one after another and reads
+  answers  50 sessions, each sends 40 messages one after another and reads
            each answer (200 pieces, written at once: full speed) to its end.
            Answers per worker CPU-second, commits (xids) per answer.
   ack      100 sessions stream answers of 300 pieces at 50 tokens/s (6 s) and
@@ -301,7 +301,7 @@ def close_all(clients):
 
 # --- scenarios ------------------------------------------------------------------
 
-async def answers(sessions=50, per_session=20, pieces=200):
+async def answers(sessions=50, per_session=40, pieces=200):
     upstream = Upstream(pieces, 0)
     cluster = start_cluster(upstream)
     try:
