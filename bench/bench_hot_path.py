@@ -39,8 +39,8 @@ is printed when either uses most of a core).
            stream), tokens and deltas delivered, and the upstream's pieces/s
            against the 50,000/s asked of it (2 upstream processes).
 
---perf records the worker with `perf record -g` during the ack window and
-the answers run (10 s at most) and prints the top of `perf report`
+--perf records the worker with `perf record -g` during the ack window, the
+answers run (10 s at most) and llm1000 (5 s) and prints the top of `perf report`
 (perf's own cost perturbs the figures of that run). With --baseline REF,
 REF is built and measured in the same run, alternating (bench/baseline.py).
 """
@@ -226,7 +226,15 @@ class Perf:
                               "--sort", "dso"], capture_output=True, text=True).stdout
         objects = [" ".join(line.split()) for line in out.splitlines() if line.strip() and not line.startswith("#")]
         print("      by object: " + ", ".join(objects[:8]))
-        os.unlink(self.file)
+        out = subprocess.run(["perf", "report", "-i", self.file, "--no-children", "--stdio", "-g", "none",
+                              "--sort", "pid"], capture_output=True, text=True).stdout
+        threads = [" ".join(line.split()) for line in out.splitlines() if line.strip() and not line.startswith("#")]
+        print("      by thread (the worker's main thread has the worker's pid; the LLM thread is the other): "
+              + ", ".join(threads[:4]))
+        if os.environ.get("KEEP_PERF"):
+            print(f"      kept {self.file}")
+        else:
+            os.unlink(self.file)
 
 
 # --- clients --------------------------------------------------------------------
@@ -438,6 +446,7 @@ async def llm1000(sessions=1000, pieces=250, delay=0.02):
         pid = cluster.worker_pid()
         xid_before = xid(cluster)
         meter = Meter(pid, upstream)
+        perf = Perf(pid, 5)
         samples = []  # (marks, answers streaming), every 0.25 s
         running = {"on": True}
 
@@ -482,6 +491,7 @@ async def llm1000(sessions=1000, pieces=250, delay=0.02):
               + load_note(s_client / s_wall, "the client") + load_note(s_up / s_wall, "the upstream"))
         print(f"    whole run: {deltas:,} deltas ({deltas / sessions:.1f} per answer), {commits / wall:.0f} commits/s")
         print(cpu_line(wall, worker, client, up))
+        perf.report("llm1000")
         close_all(c.client for c in chats)
     finally:
         cluster.destroy()
