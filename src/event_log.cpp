@@ -112,12 +112,15 @@ static const StatementText kStatements[] = {
      "ORDER BY created_at, session_id, reply_to",
      0,
      {}},
-    /* kLoadContext */
-    {"SELECT event_type = 'user_message', coalesce(payload->>'content', '') "
-     "FROM resumable_ws.ws_events WHERE session_id = $1::uuid AND id <= $2::bigint "
-     "AND event_type IN ('user_message', 'assistant_done') ORDER BY id DESC LIMIT $3::integer",
+    /* kLoadContexts */
+    {"SELECT (c.n - 1)::text, e.event_type = 'user_message', coalesce(e.payload->>'content', '') "
+     "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS c(session_id, upto, n) "
+     "CROSS JOIN LATERAL (SELECT e.id, e.event_type, e.payload FROM resumable_ws.ws_events e "
+     "WHERE e.session_id = c.session_id AND e.id <= c.upto "
+     "AND e.event_type IN ('user_message', 'assistant_done') ORDER BY e.id DESC LIMIT $3::integer) e "
+     "ORDER BY c.n, e.id DESC",
      3,
-     {}},
+     {UUIDARRAYOID, INT8ARRAYOID, 0}},
     /* kReadSessionEvents */
     {"SELECT '0', e.id::text, " EVENT_COLUMNS_SQL
      "FROM resumable_ws.ws_events e WHERE e.session_id = $1::uuid AND e.id > $2::bigint "
@@ -414,12 +417,21 @@ std::vector<OpenGeneration> EventLog::open_generations() {
     return open;
 }
 
-std::vector<ContextMessage> EventLog::load_context(const std::string &session_id, int64_t upto, int limit) {
-    std::string upto_text = std::to_string(upto), limit_text = std::to_string(limit);
-    std::vector<ContextMessage> messages;
-    for (auto &row : run(kLoadContext, {session_id.c_str(), upto_text.c_str(), limit_text.c_str()}))
-        messages.push_back(ContextMessage{row[0] == "t", std::move(row[1])});
-    return messages;
+std::vector<std::vector<ContextMessage>> EventLog::load_contexts(const std::vector<ContextLookup> &lookups, int limit) {
+    std::vector<std::vector<ContextMessage>> contexts(lookups.size());
+    if (lookups.empty()) return contexts;
+    std::string limit_text = std::to_string(limit);
+    Param limit_param;
+    limit_param.text = limit_text.c_str();
+    Rows rows =
+        run(kLoadContexts,
+            {Param::uuid_column(lookups, [](const ContextLookup &l) -> const std::string & { return l.session_id; }),
+             Param::int_column(lookups, [](const ContextLookup &l) { return l.upto; }), std::move(limit_param)});
+    for (auto &row : rows) {
+        size_t index = std::stoull(row[0]);
+        if (index < contexts.size()) contexts[index].push_back(ContextMessage{row[1] == "t", std::move(row[2])});
+    }
+    return contexts;
 }
 
 }  // namespace rws

@@ -70,6 +70,10 @@ struct OpenGeneration {
     std::string message_id;
     bool running;  // else queued
 };
+struct ContextLookup {
+    std::string session_id;
+    int64_t upto;
+};
 struct ContextMessage {
     bool from_user;  // user_message, else assistant_done
     std::string content;
@@ -103,8 +107,9 @@ class EventLog {
     std::string set_heads(const std::vector<SessionHead> &heads);
     void set_generation_statuses(const std::vector<GenerationStatus> &statuses);
     std::vector<OpenGeneration> open_generations();
-    // The newest user and assistant messages up to and including event upto.
-    std::vector<ContextMessage> load_context(const std::string &session_id, int64_t upto, int limit);
+    // For each lookup, the newest (at most limit) user and assistant
+    // messages of its session up to and including event upto, newest first.
+    std::vector<std::vector<ContextMessage>> load_contexts(const std::vector<ContextLookup> &lookups, int limit);
 
     struct Cursor {
         std::string session_id;
@@ -133,7 +138,7 @@ class EventLog {
         kSetHeads,
         kSetGenerationStatuses,
         kOpenGenerations,
-        kLoadContext,
+        kLoadContexts,
         kReadSessionEvents,
         kReadEvents,
         kPing,

@@ -264,6 +264,20 @@ void Generations::write(EventLog &log, AppendBatch &appends) {
     for (const auto &id : ids)
         if (appends.session(id).lock != AppendBatch::Lock::Busy) plan.settled_sessions.insert(id);
 
+    // The conversations of the generations that start, in one statement.
+    std::unordered_map<uint64_t, size_t> context_of;  // by generation
+    std::vector<ContextLookup> lookups;
+    if (settings.llm_provider != LLM_PROVIDER_NONE)
+        for (uint64_t gid : to_start) {
+            const Generation &g = generations_.at(gid);
+            const AppendBatch::SessionState &session = appends.session(g.session_id);
+            if (session.lock != AppendBatch::Lock::Locked || !session.active) continue;
+            context_of[gid] = lookups.size();
+            lookups.push_back(ContextLookup{g.session_id, g.reply_to});
+        }
+    std::vector<std::vector<ContextMessage>> contexts =
+        log.load_contexts(lookups, settings.llm_context_messages + 1);  // + the message being answered
+
     for (auto &entry : generations_) {
         Generation &g = entry.second;
         uint64_t gid = g.id;
@@ -310,7 +324,7 @@ void Generations::write(EventLog &log, AppendBatch &appends) {
                     plan.after_commit.push_back([this, gid]() { remove(gid); });
                     continue;
                 }
-                auto request = std::make_shared<LlmRequest>(build_request(log, g));
+                auto request = std::make_shared<LlmRequest>(build_request(g, contexts.at(context_of.at(gid))));
                 append("assistant_started", Json{{"message_id", g.message_id}, {"reply_to", g.reply_to}});
                 set_status("running");
                 plan.after_commit.push_back([this, gid, request]() {
@@ -379,11 +393,9 @@ void Generations::write(EventLog &log, AppendBatch &appends) {
     log.set_generation_statuses(plan.statuses);
 }
 
-LlmRequest Generations::build_request(EventLog &log, const Generation &g) {
+LlmRequest Generations::build_request(const Generation &g, const std::vector<ContextMessage> &history) {
     LlmRequest request;
     request.id = g.id;
-    int limit = settings.llm_context_messages + 1;  // + the message being answered
-    std::vector<ContextMessage> history = log.load_context(g.session_id, g.reply_to, limit);  // newest first
 
     if (settings.llm_provider == LLM_PROVIDER_ECHO) {
         request.echo = true;

@@ -86,7 +86,8 @@ class Generations {
     void apply_updates();
     // Its pending text may be written as a delta now (kDeltaInterval).
     static bool delta_due(const Generation &g, Clock::time_point now);
-    LlmRequest build_request(EventLog &log, const Generation &g);
+    // history: the conversation up to the message answered, newest first.
+    LlmRequest build_request(const Generation &g, const std::vector<ContextMessage> &history);
     void remove(uint64_t id);
 
     Database &db_;
