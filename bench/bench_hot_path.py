@@ -45,6 +45,7 @@ answers run (10 s at most) and llm1000 (5 s) and prints the top of `perf report`
 REF is built and measured in the same run, alternating (bench/baseline.py).
 """
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -172,6 +173,23 @@ class Upstream:
         for proc in self.procs:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def serving(upstream=None, **settings):
+    """A cluster (and its upstream, if any) for one scenario, stopped after it."""
+    try:
+        cluster = start_cluster(upstream, **settings)
+    except BaseException:
+        if upstream:
+            upstream.stop()
+        raise
+    try:
+        yield cluster, upstream
+    finally:
+        cluster.destroy()
+        if upstream:
+            upstream.stop()
 
 
 def start_cluster(upstream=None, **settings):
@@ -310,9 +328,7 @@ def close_all(clients):
 # --- scenarios ------------------------------------------------------------------
 
 async def answers(sessions=50, per_session=40, pieces=200):
-    upstream = Upstream(pieces, 0)
-    cluster = start_cluster(upstream)
-    try:
+    with serving(Upstream(pieces, 0)) as (cluster, upstream):
         chats = await open_chats(cluster, sessions, "tok " * pieces)
         pid = cluster.worker_pid()
         xid_before = xid(cluster)
@@ -334,15 +350,10 @@ async def answers(sessions=50, per_session=40, pieces=200):
         print(cpu_line(wall, worker, client, up))
         perf.report("answers")
         close_all(c.client for c in chats)
-    finally:
-        cluster.destroy()
-        upstream.stop()
 
 
 async def ack(sessions=100, pieces=300, delay=0.02, window=float(os.environ.get("ACK_WINDOW", "30"))):
-    upstream = Upstream(pieces, delay)
-    cluster = start_cluster(upstream)
-    try:
+    with serving(Upstream(pieces, delay)) as (cluster, upstream):
         chats = await open_chats(cluster, sessions, "tok " * pieces)
         pid = cluster.worker_pid()
         warm = pieces * delay
@@ -385,9 +396,6 @@ async def ack(sessions=100, pieces=300, delay=0.02, window=float(os.environ.get(
         print(cpu_line(wall, worker, client, up))
         perf.report("ack window")
         close_all(c.client for c in chats)
-    finally:
-        cluster.destroy()
-        upstream.stop()
 
 
 def open_file_limit(pid, needed):
@@ -408,8 +416,7 @@ async def idle(count=10_000, warmup=10):
     if soft < count + 1000:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         assert hard >= count + 1000, f"this process may open {hard} files, {count + 1000} needed"
-    cluster = start_cluster()
-    try:
+    with serving() as (cluster, _):
         pid = cluster.worker_pid()
         limit = open_file_limit(pid, count + warmup + 100)
         noop = lambda client, payload: None  # noqa: E731
@@ -433,15 +440,11 @@ async def idle(count=10_000, warmup=10):
               f"(RssShmem {per['RssShmem']:+.1f} KiB per connection)")
         print(cpu_line(wall, worker, client, 0.0).replace("CPU", "CPU to open", 2))
         close_all(clients)
-    finally:
-        cluster.destroy()
 
 
 async def llm1000(sessions=1000, pieces=250, delay=0.02):
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
-    upstream = Upstream(pieces, delay, processes=2)
-    cluster = start_cluster(upstream)
-    try:
+    with serving(Upstream(pieces, delay, processes=2)) as (cluster, upstream):
         chats = await open_chats(cluster, sessions, "tok " * pieces)
         pid = cluster.worker_pid()
         xid_before = xid(cluster)
@@ -493,9 +496,6 @@ async def llm1000(sessions=1000, pieces=250, delay=0.02):
         print(cpu_line(wall, worker, client, up))
         perf.report("llm1000")
         close_all(c.client for c in chats)
-    finally:
-        cluster.destroy()
-        upstream.stop()
 
 
 RUN = {"answers": answers, "ack": ack, "idle": idle, "llm1000": llm1000}

@@ -398,3 +398,36 @@ async def test_a_crash_mid_answer_ends_interrupted_when_the_worker_is_back(clust
     assert end["payload"]["code"] == "interrupted"
     assert "lost in ".startswith(deltas)
     await back.close()
+
+
+@run
+async def test_every_connection_gets_exactly_the_log_whether_sent_from_memory_or_read(cluster, upstream):
+    """The worker sends the events it appends (messages, answers) from memory
+    after its commit, to connections whose cursor is at their start; a
+    connection replaying or behind reads the log. Either way each connection
+    must get exactly the stored rows: ids, types, payloads and created_at."""
+    upstream.script(Stream(["Hel", "lo", ", wor", "ld \u00e9\u00e8 \"quoted\" \\ \n tab\t"]))
+    asker = await cluster.new_session()
+    watcher = await cluster.connect(user=asker.user, session_id=asker.session_id)
+    await watcher.ready()
+    seen_by_asker = []
+    for n in range(3):
+        seen_by_asker += (await send_and_answer(asker, f"question {n} \u00fc\u2603"))[1]
+    # A third connection replays everything while a fourth answer streams.
+    replayer = await cluster.connect(user=asker.user, session_id=asker.session_id, last_event_id=0)
+    await replayer.ready()
+    seen_by_asker += (await send_and_answer(asker, "last question"))[1]
+    head = seen_by_asker[-1]["id"]
+
+    rows = cluster.sql(
+        "SELECT id, event_type, payload::text, to_char(created_at AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM resumable_ws.ws_events WHERE session_id = %s ORDER BY id",
+        (asker.session_id,))
+    stored = [{"type": "event", "id": r[0], "event_type": r[1], "payload": json.loads(r[2]), "created_at": r[3]}
+              for r in rows]
+    assert len(stored) == head
+    assert seen_by_asker == stored
+    assert await watcher.events(0, head) == stored
+    assert await replayer.events(0, head, allow=("replay_done",)) == stored
+    for c in (asker, watcher, replayer):
+        await c.close()
