@@ -74,6 +74,32 @@ class Cluster:
                 f.write(f"{key} = {value}\n")
         self._conn = None
 
+    @classmethod
+    def standby_of(cls, primary, **settings):
+        """A hot standby of primary (pg_basebackup -R: streaming replication
+        from it), with ports of its own; settings are added to what it copied
+        from the primary's configuration."""
+        self = cls.__new__(cls)
+        self.client_ssl = primary.client_ssl
+        self.dir = tempfile.mkdtemp(prefix="rws-e2e-standby-")
+        self.data = os.path.join(self.dir, "data")
+        self.logfile = os.path.join(self.dir, "server.log")
+        self.pg_port = free_port()
+        self.ws_port = free_port()
+        self.run_as = primary.run_as
+        if self.run_as:
+            pw = pwd.getpwnam(self.run_as)
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self._pg(["pg_basebackup", "-h", primary.dir, "-p", str(primary.pg_port), "-U", "postgres",
+                  "-D", self.data, "-R", "-X", "stream", "--no-sync"])
+        conf = {"port": self.pg_port, "unix_socket_directories": f"'{self.dir}'",
+                "resumable_ws.port": self.ws_port, **settings}
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            for key, value in conf.items():
+                f.write(f"{key} = {value}\n")
+        self._conn = None
+        return self
+
     # --- process control ---------------------------------------------------
 
     def _pg(self, args, check=True):
@@ -99,6 +125,24 @@ class Cluster:
         self._pg(["pg_ctl", "-D", self.data, "-l", self.logfile, "-w", "-t", "30", "-m", mode,
                   "restart"])
         self.wait_healthy()
+
+    def promote(self):
+        """pg_ctl promote: a standby becomes a primary, without a restart."""
+        self.close_sql()
+        self._pg(["pg_ctl", "-D", self.data, "-w", "-t", "30", "promote"])
+
+    def kill_hard(self):
+        """SIGKILL to the postmaster and every process of it at once, as a
+        machine that dies: nothing is flushed, no backend says goodbye."""
+        self.close_sql()
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        for pid in [postmaster] + [int(c) for c in children]:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
 
     def destroy(self):
         self.close_sql()
