@@ -27,8 +27,6 @@ if [ "${1:-}" = "--test" ]; then
     python3-cryptography python3-prometheus-client postgresql-15-cron
     # the chat page suite drives Debian's Chromium (test/browser)
     chromium
-    # the failover suite routes clients through HAProxy's /healthz check
-    haproxy
   )
 fi
 

@@ -4,10 +4,7 @@ it serves as primary without a restart, ending the answers the old primary
 left running as interrupted; and with a synchronous standby, a primary killed
 with SIGKILL mid-answer loses no event a client was sent or acknowledged."""
 import asyncio
-import os
 import socket
-import subprocess
-import tempfile
 import time
 
 import pytest
@@ -15,7 +12,7 @@ import websockets
 
 from conftest import run, upstream_settings
 from fake_openai import Stream
-from harness import TIMEOUT, Closed, Cluster, connect_when_back, free_port
+from harness import TIMEOUT, Closed, Cluster, connect_when_back
 
 
 def replayed_up_to(standby, lsn):
@@ -32,59 +29,6 @@ def stored_events(cluster, session_id):
     rows = cluster.sql("SELECT id, event_type, payload FROM resumable_ws.ws_events WHERE session_id = %s ORDER BY id",
                        (session_id,))
     return [{"id": r[0], "event_type": r[1], "payload": r[2]} for r in rows]
-
-
-class Through(Cluster):
-    """Where clients connect when they go through a proxy: only its port."""
-
-    def __init__(self, port):  # no cluster of its own
-        self.ws_port = port
-        self.client_ssl = None
-
-
-HAPROXY_CONFIG = """
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 60s
-    timeout server 60s
-    timeout tunnel 60s
-    timeout check 2s
-frontend websockets
-    bind 127.0.0.1:{port}
-    default_backend primary
-backend primary
-    # Only the node whose worker answers /healthz with 200 (role primary).
-    option httpchk GET /healthz
-    http-check expect status 200
-    default-server inter 100ms fall 2 rise 1 on-marked-down shutdown-sessions
-{servers}
-"""
-
-
-@pytest.fixture
-def haproxy():
-    """start(clusters): HAProxy on loopback in front of them; stopped after."""
-    running = []
-
-    def start(clusters):
-        # Not a port a node will listen on later (a standby's is free until
-        # it is promoted).
-        port = free_port()
-        while port in [c.ws_port for c in clusters]:
-            port = free_port()
-        servers = "\n".join(f"    server node{i} 127.0.0.1:{c.ws_port} check" for i, c in enumerate(clusters))
-        directory = tempfile.mkdtemp(prefix="rws-haproxy-")
-        config = os.path.join(directory, "haproxy.cfg")
-        with open(config, "w") as f:
-            f.write(HAPROXY_CONFIG.format(port=port, servers=servers))
-        log = open(os.path.join(directory, "haproxy.log"), "w")
-        running.append(subprocess.Popen(["haproxy", "-f", config, "-db"], stdout=log, stderr=log))
-        return Through(port)
-    yield start
-    for proc in running:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture
@@ -176,21 +120,13 @@ async def chat(client, questions, seen, acked, stop):
         return  # the primary died under it
 
 
-@pytest.mark.parametrize("route", ["to each node", "through haproxy"])
 @run
-async def test_sigkill_of_a_synchronous_primary_mid_answer_loses_nothing_acknowledged(pair, upstream, haproxy, route):
-    """Clients are given both nodes' addresses, or one HAProxy that sends them
-    to whichever node's /healthz says primary."""
+async def test_sigkill_of_a_synchronous_primary_mid_answer_loses_nothing_acknowledged(pair, upstream):
     primary, standby = pair(upstream_settings(upstream), synchronous=True)
-    before, after = primary, standby
-    if route == "through haproxy":
-        before = after = haproxy([primary, standby])
-        probe = await connect_when_back(before, timeout=30)  # its first health check passed
-        await probe.close()
     upstream.reset()
     # Slow answers, so that the kill lands mid-answer for every session.
     upstream.script(*[Stream([f"piece{i} " for i in range(60)], delay=0.05) for _ in range(30)])
-    clients = [await before.new_session() for _ in range(3)]
+    clients = [await primary.new_session() for _ in range(3)]
     seen = {c.session_id: [] for c in clients}
     acked = {c.session_id: [] for c in clients}
     stop = asyncio.Event()
@@ -211,7 +147,7 @@ async def test_sigkill_of_a_synchronous_primary_mid_answer_loses_nothing_acknowl
 
     async def reconnect(c):
         last = seen[c.session_id][-1]["id"] if seen[c.session_id] else 0
-        back = await connect_when_back(after, timeout=30, user=c.user, session_id=c.session_id,
+        back = await connect_when_back(standby, timeout=30, user=c.user, session_id=c.session_id,
                                        last_event_id=last)
         resumed_after.append(time.monotonic() - killed_at)
         return back
@@ -252,5 +188,5 @@ async def test_sigkill_of_a_synchronous_primary_mid_answer_loses_nothing_acknowl
         assert events[-1]["event_type"] == "assistant_done"
         assert [e["id"] for e in events] == list(range(head + 1, head + 1 + len(events)))
         await back.close()
-    print(f"failover seen by clients ({route}): ready again {min(resumed_after):.2f}-{max(resumed_after):.2f} s "
+    print(f"failover seen by clients: ready again {min(resumed_after):.2f}-{max(resumed_after):.2f} s "
           "after the SIGKILL (pg_ctl promote included)")
