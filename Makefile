@@ -30,9 +30,11 @@ OBJS = \
 	src/llm_client.o \
 	src/event_log.o \
 	src/tls.o \
+	src/listener.o \
 	src/server.o \
 	src/http_endpoints.o \
 	src/database.o \
+	src/session_owner.o \
 	src/generations.o \
 	src/session_hub.o \
 	src/session_registry.o \

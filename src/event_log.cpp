@@ -39,7 +39,7 @@ static const StatementText kStatements[] = {
     /* kExtensionInstalled */
     {"SELECT pg_catalog.count(*) FROM pg_catalog.pg_extension WHERE extname = 'resumable_ws'", 0, {}},
     /* kClearLiveConnections */
-    {"DELETE FROM resumable_ws.ws_live_connections", 0, {}},
+    {"DELETE FROM resumable_ws.ws_live_connections WHERE worker_pid <> ALL ($1::integer[])", 1, {INT8ARRAYOID}},
     /* kGetSession */
     {"SELECT user_id::text, status, last_event_id::text FROM resumable_ws.ws_sessions "
      "WHERE id = $1::uuid",
@@ -108,10 +108,12 @@ static const StatementText kStatements[] = {
      {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID}},
     /* kOpenGenerations */
     {"SELECT session_id::text, reply_to::text, message_id::text, status "
-     "FROM resumable_ws.ws_generations WHERE status IN ('queued', 'running') "
-     "ORDER BY created_at, session_id, reply_to",
-     0,
-     {}},
+     "FROM resumable_ws.ws_generations WHERE session_id = ANY ($1) AND status IN ('queued', 'running') "
+     "ORDER BY session_id, reply_to",
+     1,
+     {UUIDARRAYOID}},
+    /* kSessionsWithOpenGenerations */
+    {"SELECT DISTINCT session_id::text FROM resumable_ws.ws_generations WHERE status IN ('queued', 'running')", 0, {}},
     /* kLoadContexts */
     {"SELECT (c.n - 1)::text, e.event_type = 'user_message', coalesce(e.payload->>'content', '') "
      "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS c(session_id, upto, n) "
@@ -140,7 +142,7 @@ static const StatementText kStatements[] = {
     /* kPing */
     {"SELECT pg_catalog.pg_is_in_recovery()", 0, {}},
 };
-static_assert(sizeof(kStatements) / sizeof(kStatements[0]) == 20, "one text per statement");
+static_assert(sizeof(kStatements) / sizeof(kStatements[0]) == 21, "one text per statement");
 
 // One parameter: text (nullptr is NULL), or a column of values sent as one
 // binary array (uuid[], bigint[] or text[], as the statement declares).
@@ -270,8 +272,9 @@ bool EventLog::extension_installed() {
     return run(kExtensionInstalled, {}).at(0).at(0) != "0";
 }
 
-void EventLog::clear_live_connections() {
-    run(kClearLiveConnections, {});
+void EventLog::clear_live_connections(const std::vector<int> &keep_worker_pids) {
+    run(kClearLiveConnections,
+        {Param::int_column(keep_worker_pids, [](int pid) { return static_cast<int64_t>(pid); })});
 }
 
 SessionRow EventLog::get_session(const std::string &session_id) {
@@ -410,11 +413,18 @@ std::vector<EventRow> EventLog::read_events(const std::vector<Cursor> &cursors, 
     return events;
 }
 
-std::vector<OpenGeneration> EventLog::open_generations() {
+std::vector<OpenGeneration> EventLog::open_generations(const std::vector<std::string> &session_ids) {
     std::vector<OpenGeneration> open;
-    for (auto &row : run(kOpenGenerations, {}))
+    if (session_ids.empty()) return open;
+    for (auto &row : run(kOpenGenerations, {Param::uuid_column(session_ids, session_of)}))
         open.push_back(OpenGeneration{std::move(row[0]), std::stoll(row[1]), std::move(row[2]), row[3] == "running"});
     return open;
+}
+
+std::vector<std::string> EventLog::sessions_with_open_generations() {
+    std::vector<std::string> sessions;
+    for (auto &row : run(kSessionsWithOpenGenerations, {})) sessions.push_back(std::move(row[0]));
+    return sessions;
 }
 
 std::vector<std::vector<ContextMessage>> EventLog::load_contexts(const std::vector<ContextLookup> &lookups, int limit) {

@@ -84,7 +84,8 @@ class EventLog {
     struct Param;  // a statement's parameter (event_log.cpp)
 
     bool extension_installed();
-    void clear_live_connections();
+    // Every row but those of these (live) workers' connections.
+    void clear_live_connections(const std::vector<int> &keep_worker_pids);
 
     SessionRow get_session(const std::string &session_id);
     std::string create_session(const std::string &user_id);
@@ -106,7 +107,10 @@ class EventLog {
     // formats it (the column's default is the transaction's start).
     std::string set_heads(const std::vector<SessionHead> &heads);
     void set_generation_statuses(const std::vector<GenerationStatus> &statuses);
-    std::vector<OpenGeneration> open_generations();
+    // The queued and running generations of these sessions, by session and
+    // message order.
+    std::vector<OpenGeneration> open_generations(const std::vector<std::string> &session_ids);
+    std::vector<std::string> sessions_with_open_generations();
     // For each lookup, the newest (at most limit) user and assistant
     // messages of its session up to and including event upto, newest first.
     std::vector<std::vector<ContextMessage>> load_contexts(const std::vector<ContextLookup> &lookups, int limit);
@@ -138,6 +142,7 @@ class EventLog {
         kSetHeads,
         kSetGenerationStatuses,
         kOpenGenerations,
+        kSessionsWithOpenGenerations,
         kLoadContexts,
         kReadSessionEvents,
         kReadEvents,

@@ -1,6 +1,8 @@
 #include "generations.hpp"
 
+#include "session_owner.hpp"
 #include "settings.hpp"
+#include "worker_peers.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -69,28 +71,106 @@ struct Generations::Plan {
     std::unordered_set<std::string> settled_sessions;  // locked or gone: status known
     std::vector<GenerationOutcome> outcomes;           // of the generations this pass ends
     bool busy = false;                                 // some session was locked by another transaction
+    std::vector<std::string> claimed;                  // to_claim_ entries read
+    std::vector<std::string> rechecked;                // to_recheck_ entries read
+    std::vector<std::string> found_again;              // rechecked, and open generations found
 };
 
 Generations::Generations(Database &db, LlmClient &llm) : db_(db), llm_(llm), plan_(std::make_unique<Plan>()) {}
 Generations::~Generations() = default;
 
-uint64_t Generations::enqueue(const std::string &session_id, int64_t reply_to, const std::string &message_id) {
+void Generations::message_committed(const std::string &session_id) {
+    to_claim_.insert(session_id);
+}
+
+void Generations::session_woken(const std::string &session_id) {
+    if (owned_.count(session_id)) to_claim_.insert(session_id);
+}
+
+void Generations::all_sessions_woken() {
+    to_claim_.insert(owned_.begin(), owned_.end());
+}
+
+void Generations::adopt(const OpenGeneration &row) {
+    std::vector<uint64_t> &ids = by_session_[row.session_id];
+    auto later = ids.begin();
+    for (; later != ids.end(); ++later) {
+        const Generation &known = generations_.at(*later);
+        if (known.reply_to == row.reply_to) return;  // in memory already
+        if (known.reply_to > row.reply_to) break;
+    }
     uint64_t id = next_id_++;
     Generation &g = generations_[id];
     g.id = id;
-    g.session_id = session_id;
-    g.reply_to = reply_to;
-    g.message_id = message_id;
-    by_session_[session_id].push_back(id);
+    g.session_id = row.session_id;
+    g.reply_to = row.reply_to;
+    g.message_id = row.message_id;
+    ids.insert(later, id);  // in message order
     may_start_ = true;
-    return id;
+    work_pending_ = true;
+    if (row.running) {
+        // Running, yet not here, under a lock this worker now holds: the
+        // worker that ran it is gone.
+        g.started = true;
+        running_++;
+        g.has_end = true;
+        g.end = End{true, "interrupted", kInterruptedMessage};
+    }
+}
+
+void Generations::sync_ownership(EventLog &log) {
+    Plan &plan = *plan_;
+    // Released first, then read once more: a message another worker
+    // committed meanwhile found the lock taken and left its generation here.
+    for (const std::string &session_id : to_release_) {
+        if (by_session_.count(session_id) || !owned_.count(session_id)) continue;
+        disown_session(session_id);
+        owned_.erase(session_id);
+        to_recheck_.insert(session_id);
+    }
+    to_release_.clear();
+
+    std::vector<std::string> read;
+    for (const std::string &session_id : to_claim_) {
+        plan.claimed.push_back(session_id);
+        if (owned_.count(session_id) || try_own_session(session_id)) {
+            owned_.insert(session_id);
+            read.push_back(session_id);
+        }
+        // Else its owner runs it: the commit of the message woke it.
+    }
+    for (const std::string &session_id : to_recheck_) {
+        plan.rechecked.push_back(session_id);
+        if (!owned_.count(session_id)) read.push_back(session_id);
+    }
+    if (read.empty()) return;
+    std::unordered_set<std::string> found_again;
+    for (const OpenGeneration &row : log.open_generations(read)) {
+        if (owned_.count(row.session_id))
+            adopt(row);
+        else
+            found_again.insert(row.session_id);
+    }
+    plan.found_again.assign(found_again.begin(), found_again.end());
+    for (const std::string &session_id : read)
+        if (owned_.count(session_id) && !by_session_.count(session_id)) to_release_.insert(session_id);
+
+    // Cancels that came before the session's generations were read.
+    for (const std::string &session_id : cancel_when_claimed_) {
+        if (by_session_.count(session_id))
+            cancel(session_id);
+        else if (!owned_.count(session_id))
+            forwarded_cancels_[session_id] = peers::other_workers();
+    }
+    cancel_when_claimed_.clear();
 }
 
 void Generations::remove(uint64_t id) {
     auto it = generations_.find(id);
     if (it == generations_.end()) return;
     if (it->second.started) running_--;
-    auto list = by_session_.find(it->second.session_id);
+    std::string session_id = it->second.session_id;
+    auto list = by_session_.find(session_id);
     if (list != by_session_.end()) {
         auto &ids = list->second;
         ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
@@ -98,32 +178,32 @@ void Generations::remove(uint64_t id) {
     }
     generations_.erase(it);
     may_start_ = true;  // a slot, or the session's next message, is free
+    if (owned_.count(session_id) && !by_session_.count(session_id)) to_release_.insert(session_id);
 }
 
 bool Generations::recover() {
-    std::vector<OpenGeneration> open;
-    if (!db_.transact([&](EventLog &log) { open = log.open_generations(); })) return false;
-    for (const OpenGeneration &row : open) {
-        uint64_t id = enqueue(row.session_id, row.reply_to, row.message_id);
-        if (!row.running) continue;
-        Generation &g = generations_[id];
-        g.started = true;
-        running_++;
-        g.has_end = true;
-        g.end = End{true, "interrupted", kInterruptedMessage};
-    }
-    if (!open.empty()) {
-        work_pending_ = true;
-        fprintf(stderr, "resumable_ws: %zu generations to finish after a restart\n", open.size());
-    }
+    std::vector<std::string> sessions;
+    if (!db_.transact([&](EventLog &log) { sessions = log.sessions_with_open_generations(); })) return false;
+    to_claim_.insert(sessions.begin(), sessions.end());
+    if (!sessions.empty())
+        fprintf(stderr, "resumable_ws: %zu sessions with generations to look at after a (re)start\n", sessions.size());
     return true;
 }
 
 void Generations::cancel(const std::string &session_id) {
     auto it = by_session_.find(session_id);
-    if (it == by_session_.end()) return;
-    generations_[it->second.front()].cancel_requested = true;
-    work_pending_ = true;
+    if (it != by_session_.end()) {
+        generations_[it->second.front()].cancel_requested = true;
+        work_pending_ = true;
+    } else if (to_claim_.count(session_id)) {
+        cancel_when_claimed_.insert(session_id);
+    } else {
+        forwarded_cancels_[session_id] = peers::other_workers();
+    }
+}
+
+void Generations::cancel_forwarded(const std::string &session_id) {
+    if (by_session_.count(session_id)) cancel(session_id);
 }
 
 void Generations::session_may_be_closed(const std::string &session_id) {
@@ -185,7 +265,8 @@ bool Generations::delta_due(const Generation &g, Clock::time_point now) {
 int Generations::idle_timeout_ms() const {
     if (failing_) return 250;
     if (retry_soon_) return 20;
-    if (work_pending_) return 0;
+    if (work_pending_ || !to_claim_.empty() || !to_release_.empty() || !to_recheck_.empty()) return 0;
+    if (!forwarded_cancels_.empty()) return 20;  // a ring was full
     // The soonest delta that waits for its turn.
     Clock::time_point now = Clock::now();
     long soonest = -1;
@@ -197,10 +278,36 @@ int Generations::idle_timeout_ms() const {
         if (soonest < 0 || ms < soonest) soonest = ms;
     }
     if (soonest == 0) return 0;
-    if (may_start_ && !shutting_down_ && running_ < static_cast<size_t>(settings.llm_max_concurrency) &&
-        generations_.size() > running_)
-        return 0;
+    if (may_start_ && has_startable_head()) return 0;
     return static_cast<int>(soonest);
+}
+
+bool Generations::has_startable_head() const {
+    if (shutting_down_ || running_ >= static_cast<size_t>(settings.llm_max_concurrency)) return false;
+    for (const auto &entry : by_session_) {
+        const Generation &head = generations_.at(entry.second.front());
+        if (!head.started) return true;
+    }
+    return false;
+}
+
+void Generations::choose_starts() {
+    to_start_.clear();
+    if (!may_start_ || shutting_down_) return;
+    may_start_ = false;
+    std::vector<uint64_t> heads;
+    for (const auto &entry : by_session_) {
+        const Generation &head = generations_.at(entry.second.front());
+        if (!head.started && !head.cancel_requested) heads.push_back(head.id);
+    }
+    if (heads.empty()) return;
+    std::sort(heads.begin(), heads.end());
+    size_t limit = static_cast<size_t>(settings.llm_max_concurrency);
+    size_t granted = peers::reserve_generations(running_ + heads.size(), limit);
+    for (uint64_t id : heads) {
+        if (running_ + to_start_.size() >= granted) break;
+        to_start_.insert(id);
+    }
 }
 
 bool Generations::prepare() {
@@ -208,22 +315,13 @@ bool Generations::prepare() {
     to_start_.clear();
     pass_time_ = Clock::now();
 
-    // Heads of sessions, oldest message first, take the free slots.
-    if (may_start_ && !shutting_down_) {
-        may_start_ = false;
-        std::vector<uint64_t> heads;
-        for (const auto &entry : by_session_) {
-            const Generation &head = generations_.at(entry.second.front());
-            if (!head.started && !head.cancel_requested) heads.push_back(head.id);
-        }
-        std::sort(heads.begin(), heads.end());
-        size_t limit = static_cast<size_t>(settings.llm_max_concurrency);
-        for (uint64_t id : heads) {
-            if (running_ + to_start_.size() >= limit) break;
-            to_start_.insert(id);
-        }
-        if (!to_start_.empty()) work_pending_ = true;
+    for (auto it = forwarded_cancels_.begin(); it != forwarded_cancels_.end();) {
+        peers::forward_cancel(it->first, it->second);
+        it = it->second == 0 ? forwarded_cancels_.erase(it) : std::next(it);
     }
+    if (peers::generation_slot_freed()) may_start_ = true;
+    if (!to_claim_.empty() || !to_release_.empty() || !to_recheck_.empty()) return true;
+    if (may_start_ && has_startable_head()) return true;
     if (work_pending_ || failing_ || retry_soon_) return true;
     for (const auto &entry : generations_)
         if (delta_due(entry.second, pass_time_)) return true;
@@ -236,8 +334,12 @@ void Generations::committed(bool ok) {
     failing_ = !ok;
     if (!ok) {
         may_start_ = may_start_ || !to_start_.empty();  // choose again next time
+        peers::set_generation_usage(running_);          // what was reserved for them
         return;
     }
+    for (const std::string &session_id : plan.claimed) to_claim_.erase(session_id);
+    for (const std::string &session_id : plan.rechecked) to_recheck_.erase(session_id);
+    for (const std::string &session_id : plan.found_again) to_claim_.insert(session_id);
     retry_soon_ = plan.busy;
     work_pending_ = false;
     if (plan.busy) may_start_ = true;  // a start may have waited on a lock
@@ -245,11 +347,15 @@ void Generations::committed(bool ok) {
     for (auto &step : plan.after_commit) step();
     for (GenerationOutcome outcome : plan.outcomes) count(metrics().generations[outcome]);
     if (plan.events > 0) count(metrics().events_appended[kSourceGeneration], plan.events);
+    peers::set_generation_usage(running_);
 }
 
 void Generations::write(EventLog &log, AppendBatch &appends) {
     *plan_ = Plan();
     Plan &plan = *plan_;
+    sync_ownership(log);
+    choose_starts();
+    if (!to_start_.empty()) work_pending_ = true;
     const std::set<uint64_t> &to_start = to_start_;
     // Sessions with something to write, locked without waiting.
     std::unordered_set<std::string> wanted(check_status_.begin(), check_status_.end());
@@ -317,7 +423,7 @@ void Generations::write(EventLog &log, AppendBatch &appends) {
                 set_status("done");
                 plan.outcomes.push_back(kOutcomeCancelled);
                 plan.after_commit.push_back([this, gid]() { remove(gid); });
-            } else if (to_start.count(gid)) {
+            } else if (to_start.count(gid) && is_head) {
                 if (settings.llm_provider == LLM_PROVIDER_NONE) {
                     set_status("skipped");
                     plan.outcomes.push_back(kOutcomeSkipped);

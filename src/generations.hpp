@@ -5,6 +5,14 @@
 // assistant_started, one coalesced assistant_delta per generation, and
 // exactly one assistant_done or assistant_error. The ws_generations table
 // holds each one's state, so a restart finds the ones it cut off.
+//
+// With several workers, a session's generations run in the worker that
+// holds its owner lock (session_owner.hpp). Generations enter memory only
+// from that table, read under the lock: a worker that commits a message
+// claims the session (takes the lock if it is free, then reads); a worker
+// that finds it taken leaves the generation to the owner, which its commit
+// woke and which reads again. An owner with nothing left releases the lock
+// and then looks once more, so that no generation waits unowned.
 #pragma once
 
 #include "append_batch.hpp"
@@ -29,14 +37,22 @@ class Generations {
     Generations(Database &db, LlmClient &llm);
     ~Generations();
 
-    // Worker start: generations a crash or restart cut off end as
-    // interrupted; queued ones are queued again. Returns false on failure.
+    // Worker start: every session with open generations is claimed; those
+    // no live worker owns are this one's, and what a crash or restart cut
+    // off ends as interrupted. Returns false on failure.
     bool recover();
-    // A committed user message's generation (its ws_generations row
-    // exists); returns its handle.
-    uint64_t enqueue(const std::string &session_id, int64_t reply_to, const std::string &message_id);
-    // A client's cancel: stops the session's current generation.
+    // This worker committed a user message with a generation (its
+    // ws_generations row exists): the session is claimed on the next pass.
+    void message_committed(const std::string &session_id);
+    // Another worker or publish() changed the session: if this worker owns
+    // it, its generations are read again (a message may have come).
+    void session_woken(const std::string &session_id);
+    void all_sessions_woken();
+    // A client's cancel: stops the session's current generation, here or,
+    // through shared memory, in the worker that runs it.
     void cancel(const std::string &session_id);
+    // A cancel another worker forwarded: acted on if this worker runs it.
+    void cancel_forwarded(const std::string &session_id);
     // The session may have been closed: its generations stop.
     void session_may_be_closed(const std::string &session_id);
     void all_sessions_may_be_closed();
@@ -44,11 +60,13 @@ class Generations {
     // pass); the LLM thread is stopped, so no upstream is waited on.
     void interrupt_all();
 
-    // A pass, in three steps. prepare(): reads the LLM thread's output and
-    // chooses what may start; true if there is something to write.
+    // A pass, in three steps. prepare(): reads the LLM thread's output;
+    // true if there is something to write.
     bool prepare();
-    // Inside the pass's transaction: locks the sessions concerned and
-    // appends their events to appends (written by its flush()).
+    // Inside the pass's transaction: settles which sessions this worker
+    // owns and reads their generations, chooses what may start, locks the
+    // sessions concerned and appends their events to appends (written by
+    // its flush()).
     void write(EventLog &log, AppendBatch &appends);
     // After the transaction: applies what write() planned if it committed,
     // else tries again on a later pass.
@@ -84,6 +102,15 @@ class Generations {
     struct Plan;
 
     void apply_updates();
+    // write()'s first step: owner locks released, taken, and the
+    // generations of owned sessions read (OwnerLock, session_owner.hpp).
+    void sync_ownership(EventLog &log);
+    // A generation read from the table, unless already in memory.
+    void adopt(const OpenGeneration &row);
+    // Heads of sessions, oldest message first, take the free slots
+    // (llm_max_concurrency across every worker).
+    void choose_starts();
+    bool has_startable_head() const;
     // Its pending text may be written as a delta now (kDeltaInterval).
     static bool delta_due(const Generation &g, Clock::time_point now);
     // history: the conversation up to the message answered, newest first.
@@ -107,6 +134,14 @@ class Generations {
     bool retry_soon_ = false;                                            // a session was locked by another transaction
     bool failing_ = false;                                               // last write failed: back off
     std::vector<LlmUpdate> updates_;
+
+    // Ownership (see the top of this file).
+    std::unordered_set<std::string> owned_;                        // owner lock held
+    std::unordered_set<std::string> to_claim_;                     // read their generations, taking the lock if free
+    std::unordered_set<std::string> to_release_;                   // owned, nothing left to run
+    std::unordered_set<std::string> to_recheck_;                   // released: read once more
+    std::unordered_set<std::string> cancel_when_claimed_;          // cancelled before their generations were read
+    std::unordered_map<std::string, uint32_t> forwarded_cancels_;  // to the workers whose bits are set
 };
 
 }  // namespace rws

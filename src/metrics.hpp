@@ -17,7 +17,7 @@
 
 namespace rws {
 
-constexpr int kMaxWorkerSlots = 4;  // = kMaxWorkers of shared_state.hpp
+constexpr int kMaxWorkerSlots = 8;  // = kMaxWorkers of settings.hpp
 
 using Counter = std::atomic<uint64_t>;
 static_assert(Counter::is_always_lock_free, "atomics in shared memory must be lock-free (address-free)");

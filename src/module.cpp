@@ -26,7 +26,8 @@ static void rws_shmem_startup() {
     rws::attach_shared_state();
 }
 
-static void register_worker() {
+// Worker i (main_arg) uses shared-memory slot i.
+static void register_worker(int index) {
     BackgroundWorker worker;
     memset(&worker, 0, sizeof(worker));
     worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -35,8 +36,9 @@ static void register_worker() {
     worker.bgw_restart_time = 1;
     strlcpy(worker.bgw_library_name, "resumable_ws", BGW_MAXLEN);
     strlcpy(worker.bgw_function_name, "rws_worker_main", BGW_MAXLEN);
-    strlcpy(worker.bgw_name, "resumable_ws worker", BGW_MAXLEN);
+    snprintf(worker.bgw_name, BGW_MAXLEN, "resumable_ws worker %d", index);
     strlcpy(worker.bgw_type, "resumable_ws worker", BGW_MAXLEN);
+    worker.bgw_main_arg = Int32GetDatum(index);
     RegisterBackgroundWorker(&worker);
 }
 
@@ -55,5 +57,5 @@ extern "C" void _PG_init(void) {
     previous_shmem_startup_hook = shmem_startup_hook;
     shmem_startup_hook = rws_shmem_startup;
 
-    register_worker();
+    for (int i = 0; i < rws::settings.workers; i++) register_worker(i);
 }

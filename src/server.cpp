@@ -49,6 +49,15 @@ static void log_from_lws(int level, const char *line) {
     fprintf(stderr, "resumable_ws: libwebsockets: %s", line);
 }
 
+// max_connections counts every worker's connections: the others' as they
+// last stored them (once a pass).
+static size_t connections_of_other_workers() {
+    int64_t sum = 0;
+    for (const WorkerGauges &gauges : metrics().workers)
+        if (&gauges != &worker_gauges()) sum += gauges.connections.load(std::memory_order_relaxed);
+    return sum > 0 ? static_cast<size_t>(sum) : 0;
+}
+
 Server::Server(uv_loop_t *loop, ServerHandler &handler) : loop_(loop), handler_(handler) {}
 
 Server::~Server() {
@@ -89,39 +98,39 @@ void Server::start() {
     if (context_ == nullptr)
         throw std::runtime_error("lws_create_context failed (is libwebsockets-evlib-uv installed?)");
 
-    auto addresses = split_list(settings.listen_addresses ? settings.listen_addresses : "");
-    if (addresses.empty()) throw std::runtime_error("resumable_ws.listen_addresses is empty");
-    for (const auto &address : addresses) {
-        lws_context_creation_info vhost;
-        memset(&vhost, 0, sizeof(vhost));
-        vhost.port = settings.port;
-        vhost.protocols = kProtocols;
-        vhost.vhost_name = "resumable_ws";
-        // HTTP/1.1 only: lws 4.1.6's HTTP/2 has an open HPACK CVE.
-        vhost.alpn = "http/1.1";
-        vhost.options =
-            LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_LIBUV;
-        if (tls_.on())
-            // Our certificate goes into the context lws creates (see
-            // tls.hpp). Plain-text requests are let through to be answered
-            // 400 (on_http, on_filter) rather than dropped without a word.
-            vhost.options |= LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX | LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
-                             LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
-        // lws keeps the iface pointer (and compares it when the next vhost
-        // is made: a dangling one made it skip binding a second address).
-        std::string &iface = ifaces_.emplace_back(address);
-        if (iface == "localhost") iface = "127.0.0.1";
-        if (iface == "*") {
-            vhost.iface = nullptr;
-        } else {
-            vhost.iface = iface.c_str();
-            if (iface.find(':') == std::string::npos) vhost.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-        }
-        tls_failed_ = false;
-        if (lws_create_vhost(context_, &vhost) == nullptr)
-            throw std::runtime_error((tls_failed_ ? "OpenSSL refused the TLS certificate for " : "cannot listen on ") +
-                                     address + ":" + std::to_string(settings.port));
-    }
+    // One vhost without a listener of its own: the worker opens the
+    // listening sockets (Listener) and hands what they accept to lws.
+    lws_context_creation_info vhost;
+    memset(&vhost, 0, sizeof(vhost));
+    vhost.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    vhost.protocols = kProtocols;
+    vhost.vhost_name = "resumable_ws";
+    // HTTP/1.1 only: lws 4.1.6's HTTP/2 has an open HPACK CVE.
+    vhost.alpn = "http/1.1";
+    vhost.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_LIBUV;
+    if (tls_.on())
+        // Our certificate goes into the context lws creates (see
+        // tls.hpp). Plain-text requests are let through to be answered
+        // 400 (on_http, on_filter) rather than dropped without a word.
+        vhost.options |= LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX | LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
+                         LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
+    tls_failed_ = false;
+    vhost_ = lws_create_vhost(context_, &vhost);
+    if (vhost_ == nullptr)
+        throw std::runtime_error(tls_failed_ ? "OpenSSL refused the TLS certificate" : "lws_create_vhost failed");
+
+    listener_ = std::make_unique<Listener>(loop_, [this](int fd) { adopt(fd); });
+    listener_->listen(split_list(settings.listen_addresses ? settings.listen_addresses : ""), settings.port,
+                      settings.workers > 1);
+}
+
+void Server::adopt(int fd) {
+    lws_sock_file_fd_type descriptor;
+    descriptor.sockfd = fd;
+    int type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP;
+    if (tls_.on()) type |= LWS_ADOPT_ALLOW_SSL;
+    // On failure lws has closed the socket already.
+    (void)lws_adopt_descriptor_vhost(vhost_, static_cast<lws_adoption_type>(type), descriptor, nullptr, nullptr);
 }
 
 size_t Server::feed_limit() {
@@ -494,7 +503,7 @@ int Server::on_filter(lws *wsi, Connection **slot) {
                 wsi, text_response(HTTP_STATUS_BAD_REQUEST, "Sec-WebSocket-Key must be the base64 of 16 bytes"));
         case UpgradeCheck::Ok: break;
     }
-    if (connections_.size() >= static_cast<size_t>(settings.max_connections))
+    if (connections_.size() + connections_of_other_workers() >= static_cast<size_t>(settings.max_connections))
         return refuse_upgrade(wsi, text_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "too many connections"),
                               kRefuseTooManyConnections);
 
@@ -714,9 +723,8 @@ void Server::tell_to_come_back(Connection &conn) {
 void Server::stop_accepting() {
     if (stopping_) return;
     stopping_ = true;
-    // Closes every vhost's listening socket; connections stay. (lws 4.1.6's
-    // lws_vhost_destroy never completes while connections are bound.)
-    lws_context_deprecate(context_, nullptr);
+    // Closes the listening sockets; connections stay.
+    if (listener_) listener_->close();
     for (lws *wsi : health_waiters_)
         respond(wsi,
                 json_response(HTTP_STATUS_SERVICE_UNAVAILABLE, "{\"status\":\"restarting\",\"database\":false}\n",

@@ -6,6 +6,7 @@
 
 #include "connection.hpp"
 #include "http_endpoints.hpp"
+#include "listener.hpp"
 #include "tls.hpp"
 
 #include <deque>
@@ -18,6 +19,7 @@
 #include <vector>
 
 struct lws_context;
+struct lws_vhost;
 typedef struct uv_loop_s uv_loop_t;
 
 namespace rws {
@@ -61,8 +63,9 @@ class Server {
     // After SIGHUP: a new certificate for new handshakes, or Restart when TLS
     // was switched on or off.
     tls::Reload reload_tls();
-    // Binds resumable_ws.listen_addresses:port (with TLS if prepare_tls said
-    // so); throws on failure.
+    // Binds resumable_ws.listen_addresses:port (shared with the other
+    // workers when there are several; with TLS if prepare_tls said so);
+    // throws on failure.
     void start();
     // The page, the client library, sign-in, metrics, health.
     HttpEndpoints &endpoints() { return endpoints_; }
@@ -114,6 +117,8 @@ class Server {
     int callback(lws *wsi, int reason, void *user, void *in, size_t len);
 
   private:
+    // An accepted socket becomes an lws connection on our vhost.
+    void adopt(int fd);
     int on_http(lws *wsi, const char *uri);
     int on_peer_close(lws *wsi, Connection *conn, const unsigned char *payload, size_t length);
     bool refuse_unmasked(Connection &conn);
@@ -129,7 +134,8 @@ class Server {
     uv_loop_t *loop_;
     ServerHandler &handler_;
     lws_context *context_ = nullptr;
-    std::deque<std::string> ifaces_;  // the vhosts' addresses, which lws points into
+    lws_vhost *vhost_ = nullptr;
+    std::unique_ptr<Listener> listener_;
     uint64_t next_id_ = 1;
     bool stopping_ = false;  // stop_accepting() was called
     std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;

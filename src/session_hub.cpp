@@ -4,6 +4,7 @@
 #include "metrics.hpp"
 #include "protocol.hpp"
 #include "settings.hpp"
+#include "worker_peers.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -43,8 +44,20 @@ void SessionHub::on_drained(Connection &conn) {
     if (conn.state == Connection::State::Ready) delivery_.mark(conn.session_id);
 }
 
+// After a commit: the other workers read what this one appended, for their
+// connections of those sessions (their owner of a session reads its new
+// generations). This worker sends its own from memory.
+static void wake_other_workers(const AppendBatch &appends) {
+    const std::vector<NewEvent> &events = appends.events();  // by session
+    std::vector<std::string> sessions;
+    for (const NewEvent &event : events)
+        if (sessions.empty() || sessions.back() != event.session_id) sessions.push_back(event.session_id);
+    peers::wake_others(sessions);
+}
+
 void SessionHub::sessions_changed(const std::vector<Wake> &wakes, bool overflowed) {
     if (overflowed) {
+        generations_.all_sessions_woken();
         generations_.all_sessions_may_be_closed();
         for (const auto &entry : registry_.sessions()) {
             delivery_.mark(entry.first);
@@ -58,6 +71,11 @@ void SessionHub::sessions_changed(const std::vector<Wake> &wakes, bool overflowe
         snprintf(text, sizeof(text), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
                  b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
         std::string session_id(text);
+        if (wake.cancel) {
+            generations_.cancel_forwarded(session_id);
+            continue;
+        }
+        generations_.session_woken(session_id);
         if (wake.closed) generations_.session_may_be_closed(session_id);
         if (!registry_.watched(session_id)) continue;  // nobody watching
         delivery_.mark(session_id);
@@ -144,7 +162,9 @@ void SessionHub::write_apart(std::vector<Request> requests, bool generations_wor
         appends.flush(log);
     });
     generations_.committed(committed);
-    if (committed) delivery_.send_appended(appends);
+    if (!committed) return;
+    wake_other_workers(appends);
+    delivery_.send_appended(appends);
 }
 
 void SessionHub::after_commit(RequestBatch &batch, const AppendBatch &appends) {
@@ -152,6 +172,7 @@ void SessionHub::after_commit(RequestBatch &batch, const AppendBatch &appends) {
     // Answers first (a sender's ack comes before its message's event), and
     // they may queue new requests (frames held until ready, detaches).
     for (const Answer &answer : batch.answers) apply(answer);
+    wake_other_workers(appends);
     delivery_.send_appended(appends);
 }
 
@@ -161,7 +182,7 @@ void SessionHub::apply(const Answer &answer) {
         return;
     }
     if (answer.kind == Answer::Kind::Acked && !answer.duplicate && !answer.message_id.empty())
-        generations_.enqueue(answer.session_id, answer.event_id, answer.message_id);
+        generations_.message_committed(answer.session_id);
     if (answer.kind == Answer::Kind::Refused) count(metrics().connections_refused[answer.refusal]);
     Connection *conn = answer.conn_id == 0 ? nullptr : server_->find(answer.conn_id);
     if (conn == nullptr) return;

@@ -84,6 +84,9 @@ void define_settings() {
                             8787, 1, 65535, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
     DefineCustomStringVariable("resumable_ws.database", "Database whose resumable_ws schema the worker serves.",
                                nullptr, &settings.database, "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("resumable_ws.workers", "Worker processes serving the port.",
+                            "They share the port (SO_REUSEPORT); the kernel spreads new connections over them.",
+                            &settings.workers, 1, 1, kMaxWorkers, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 
     DefineCustomStringVariable("resumable_ws.jwt_secret", "HS256 key that client tokens are signed with.",
                                "The raw secret string, as Supabase's JWT secret.", &settings.jwt_secret, "", PGC_SIGHUP,

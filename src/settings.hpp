@@ -13,6 +13,7 @@ struct Settings {
     char *listen_addresses;
     int port;
     char *database;
+    int workers;  // worker processes sharing the port
     // sighup
     char *jwt_secret;  // superuser-only
     char *jwt_audience;
@@ -55,6 +56,9 @@ inline size_t event_size_limit() {
     int fits = settings.max_send_buffer - kEventFrameOverhead;
     return static_cast<size_t>(settings.max_event_size < fits ? settings.max_event_size : fits);
 }
+
+// Most workers resumable_ws.workers may ask for (shared-memory slots).
+constexpr int kMaxWorkers = 8;
 
 void define_settings();
 

@@ -3,6 +3,8 @@
 #include "connection_records.hpp"
 #include "metrics.hpp"
 #include "settings.hpp"
+#include "uuid.hpp"
+#include "worker_peers.hpp"
 
 #include <new>
 
@@ -49,6 +51,7 @@ void attach_shared_state() {
     if (!found) {
         memset(shared, 0, sizeof(SharedState));
         for (auto &slot : shared->slots) SpinLockInit(&slot.mutex);
+        SpinLockInit(&shared->generations_mutex);
     }
     void *metrics_memory = ShmemInitStruct("resumable_ws metrics", sizeof(SharedMetrics), &found);
     if (!found) {
@@ -74,24 +77,41 @@ static void use_slot(int index) {
     release_slot_records();  // what a previous worker of this slot left
 }
 
-WorkerSlot *claim_worker_slot(Oid database_oid) {
+static WorkerSlot *own_slot = nullptr;
+
+WorkerSlot *claim_worker_slot(int index, Oid database_oid) {
+    if (index < 0 || index >= kMaxWorkers) return nullptr;
+    WorkerSlot &slot = shared->slots[index];
+    // The slot of this worker's previous life: the postmaster starts worker
+    // i again only after it exited (and released it), or resets shared
+    // memory after a crash.
+    SpinLockAcquire(&slot.mutex);
+    slot.pid = MyProcPid;
+    slot.database_oid = database_oid;
+    slot.latch = MyLatch;
+    slot.head = slot.tail = 0;
+    slot.overflowed = true;  // first drain re-reads everything
+    SpinLockRelease(&slot.mutex);
+    SpinLockAcquire(&shared->generations_mutex);
+    slot.generations_in_use = 0;
+    slot.wants_generations = false;
+    slot.generation_slot_freed = false;
+    SpinLockRelease(&shared->generations_mutex);
+    use_slot(index);
+    own_slot = &slot;
+    return &slot;
+}
+
+std::vector<int> other_worker_pids() {
+    std::vector<int> pids;
     for (auto &slot : shared->slots) {
+        if (&slot == own_slot) continue;
         SpinLockAcquire(&slot.mutex);
-        // A slot whose worker crashed is reused: the postmaster resets shared
-        // memory after a crash, and a worker that exited released its slot.
-        if (slot.pid == 0 || slot.database_oid == database_oid) {
-            slot.pid = MyProcPid;
-            slot.database_oid = database_oid;
-            slot.latch = MyLatch;
-            slot.head = slot.tail = 0;
-            slot.overflowed = true;  // first drain re-reads everything
-            SpinLockRelease(&slot.mutex);
-            use_slot(static_cast<int>(&slot - shared->slots));
-            return &slot;
-        }
+        int pid = slot.database_oid == MyDatabaseId ? slot.pid : 0;
         SpinLockRelease(&slot.mutex);
+        if (pid != 0) pids.push_back(pid);
     }
-    return nullptr;
+    return pids;
 }
 
 void release_worker_slot(WorkerSlot *slot) {
@@ -104,6 +124,8 @@ void release_worker_slot(WorkerSlot *slot) {
     slot->pid = 0;
     slot->latch = nullptr;
     SpinLockRelease(&slot->mutex);
+    peers::set_generation_usage(0);
+    own_slot = nullptr;
 }
 
 bool drain_wakes(WorkerSlot *slot, std::vector<Wake> &out) {
@@ -151,6 +173,7 @@ void wake_at_commit(const pg_uuid_t &session_id, bool closed) {
     if (pending_count < kPendingMax) {
         memcpy(pending[pending_count].session_id, session_id.data, UUID_LEN);
         pending[pending_count].closed = closed;
+        pending[pending_count].cancel = false;
         pending_count++;
     } else {
         pending_overflowed = true;
@@ -246,6 +269,107 @@ static void on_xact_event(XactEvent event, void *) {
 void register_commit_callback() {
     RegisterXactCallback(on_xact_event, nullptr);
     RegisterSubXactCallback(on_subxact_event, nullptr);
+}
+
+// --- between workers (worker_peers.hpp) --------------------------------------
+
+// Pushes wakes into another worker's ring and sets its latch. A full ring
+// overflows (the worker re-reads everything), except for cancels, which are
+// not a change of the log: those are refused (false) and offered again.
+static bool push_to_slot(WorkerSlot &slot, const Wake *wakes, size_t count) {
+    Latch *latch = nullptr;
+    bool taken = true;
+    SpinLockAcquire(&slot.mutex);
+    if (slot.pid != 0 && slot.database_oid == MyDatabaseId) {
+        for (size_t i = 0; i < count; i++) {
+            if (slot.head - slot.tail < (uint32)kWakeRingSize) {
+                slot.ring[slot.head++ % kWakeRingSize] = wakes[i];
+            } else if (wakes[i].cancel) {
+                taken = false;
+            } else {
+                slot.overflowed = true;
+            }
+        }
+        latch = slot.latch;
+    }
+    SpinLockRelease(&slot.mutex);
+    if (latch != nullptr) SetLatch(latch);
+    return taken;
+}
+
+void peers::wake_others(const std::vector<std::string> &session_ids) {
+    if (own_slot == nullptr || session_ids.empty() || settings.workers < 2) return;
+    std::vector<Wake> wakes(session_ids.size());
+    size_t n = 0;
+    for (const std::string &id : session_ids) {
+        Wake &wake = wakes[n];
+        wake.closed = false;
+        wake.cancel = false;
+        if (uuid_bytes(id, wake.session_id)) n++;
+    }
+    for (auto &slot : shared->slots)
+        if (&slot != own_slot) (void)push_to_slot(slot, wakes.data(), n);
+}
+
+uint32_t peers::other_workers() {
+    uint32_t mask = 0;
+    if (settings.workers < 2) return mask;
+    for (int i = 0; i < kMaxWorkers; i++)
+        if (&shared->slots[i] != own_slot) mask |= 1u << i;
+    return mask;
+}
+
+void peers::forward_cancel(const std::string &session_id, uint32_t &to_tell) {
+    Wake wake;
+    wake.closed = false;
+    wake.cancel = true;
+    if (own_slot == nullptr || !uuid_bytes(session_id, wake.session_id)) {
+        to_tell = 0;
+        return;
+    }
+    for (int i = 0; i < kMaxWorkers; i++)
+        if ((to_tell & (1u << i)) && push_to_slot(shared->slots[i], &wake, 1)) to_tell &= ~(1u << i);
+}
+
+size_t peers::reserve_generations(size_t wanted, size_t limit) {
+    if (own_slot == nullptr) return std::min(wanted, limit);
+    SpinLockAcquire(&shared->generations_mutex);
+    size_t others = 0;
+    for (auto &slot : shared->slots)
+        if (&slot != own_slot) others += slot.generations_in_use;
+    size_t granted = std::min(wanted, limit > others ? limit - others : 0);
+    own_slot->generations_in_use = static_cast<uint32>(granted);
+    own_slot->wants_generations = granted < wanted;
+    SpinLockRelease(&shared->generations_mutex);
+    return granted;
+}
+
+void peers::set_generation_usage(size_t in_use) {
+    if (own_slot == nullptr) return;
+    Latch *to_wake[kMaxWorkers];
+    int n = 0;
+    SpinLockAcquire(&shared->generations_mutex);
+    bool freed = in_use < own_slot->generations_in_use;
+    own_slot->generations_in_use = static_cast<uint32>(in_use);
+    if (freed)
+        for (auto &slot : shared->slots)
+            if (&slot != own_slot && slot.wants_generations) {
+                slot.wants_generations = false;
+                slot.generation_slot_freed = true;
+                to_wake[n++] = slot.latch;  // read without its mutex: set once, at claim
+            }
+    SpinLockRelease(&shared->generations_mutex);
+    for (int i = 0; i < n; i++)
+        if (to_wake[i] != nullptr) SetLatch(to_wake[i]);
+}
+
+bool peers::generation_slot_freed() {
+    if (own_slot == nullptr) return false;
+    SpinLockAcquire(&shared->generations_mutex);
+    bool freed = own_slot->generation_slot_freed;
+    own_slot->generation_slot_freed = false;
+    SpinLockRelease(&shared->generations_mutex);
+    return freed;
 }
 
 }  // namespace rws

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "pg.hpp"
+#include "settings.hpp"
 #include "wake.hpp"
 
 extern "C" {
@@ -19,7 +20,6 @@ extern "C" {
 
 namespace rws {
 
-constexpr int kMaxWorkers = 4;  // room for one worker per database later
 constexpr int kWakeRingSize = 8192;
 
 struct WorkerSlot {
@@ -30,17 +30,24 @@ struct WorkerSlot {
     uint32 head, tail;  // ring indices; head == tail: empty
     bool overflowed;
     Wake ring[kWakeRingSize];
+    // llm_max_concurrency across workers (SharedState::generations_mutex).
+    uint32 generations_in_use;   // started, or about to start
+    bool wants_generations;      // got fewer than it asked for
+    bool generation_slot_freed;  // another worker freed one since
 };
 
 struct SharedState {
     WorkerSlot slots[kMaxWorkers];
+    slock_t generations_mutex;  // every slot's generations_* fields
 };
 
 void request_shared_state();  // from shmem_request_hook
 void attach_shared_state();   // from shmem_startup_hook
 
-// Worker side.
-WorkerSlot *claim_worker_slot(Oid database_oid);
+// Worker side: worker index (0 .. workers - 1) uses slot index.
+WorkerSlot *claim_worker_slot(int index, Oid database_oid);
+// The pids of the other workers now serving this database.
+std::vector<int> other_worker_pids();
 void release_worker_slot(WorkerSlot *slot);
 // Moves the woken sessions out of the ring; returns true if the ring overflowed
 // since the last drain (then every live session must be re-read).

@@ -188,7 +188,9 @@ static void serve(Database &db) {
     server.endpoints().set_client_library_path(std::string(share_path) + "/extension/resumable_ws/client.js");
     server.endpoints().set_markdown_renderer_path(std::string(share_path) + "/extension/resumable_ws/markdown-it.mjs");
 
-    if (!db.transact([](EventLog &log) { log.clear_live_connections(); }))
+    // What this worker's previous life left; the other workers' rows stay.
+    std::vector<int> others = other_worker_pids();
+    if (!db.transact([&others](EventLog &log) { log.clear_live_connections(others); }))
         throw std::runtime_error("cannot clear ws_live_connections");
     // Before any new message: what a restart cut off is finished first. A
     // failure here (a lock held by DDL, or tables from an older build) is
@@ -333,7 +335,7 @@ static void serve(Database &db) {
 
 }  // namespace rws
 
-extern "C" void rws_worker_main(Datum) {
+extern "C" void rws_worker_main(Datum main_arg) {
     using namespace rws;
     pqsignal(SIGTERM, handle_sigterm);
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -343,8 +345,8 @@ extern "C" void rws_worker_main(Datum) {
 
     configure_session();
 
-    worker_slot = claim_worker_slot(MyDatabaseId);
-    if (worker_slot == nullptr) ereport(FATAL, (errmsg("resumable_ws: no free worker slot")));
+    worker_slot = claim_worker_slot(DatumGetInt32(main_arg), MyDatabaseId);
+    if (worker_slot == nullptr) ereport(FATAL, (errmsg("resumable_ws: no worker slot %d", DatumGetInt32(main_arg))));
     on_proc_exit(release_slot_at_exit, 0);
 
     char failure[512] = {0};
