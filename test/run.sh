@@ -52,7 +52,11 @@ fi
 (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 # Debian's python3 has Debian's websockets, psycopg2, jwt and pytest. The
-# chat page suite leaves its screenshots in test/artifacts/browser.
+# chat page suite leaves its screenshots in test/artifacts/browser. The
+# suites run twice: with one worker, then with two on the port
+# (resumable_ws.workers, RWS_TEST_WORKERS in test/e2e/harness.py); set -e
+# stops at a failing first run, the second's status is the script's.
 rm -rf test/artifacts/browser
 cd test/e2e
-exec /usr/bin/python3 -m pytest -v "$@"
+RWS_TEST_WORKERS=1 /usr/bin/python3 -m pytest -v "$@"
+RWS_TEST_WORKERS=2 exec /usr/bin/python3 -m pytest -v "$@"

@@ -6,10 +6,13 @@ user when the tests run as root (Postgres refuses root). Tokens are minted with
 PyJWT, independently of the extension's own signing code.
 """
 import asyncio
+import collections
+import contextlib
 import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -27,6 +30,9 @@ PG_SHAREDIR = subprocess.run(["pg_config", "--sharedir"], capture_output=True, t
                              check=True).stdout.strip()
 JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256-0123456789"
 TIMEOUT = 10  # seconds: the bound on any single wait in these tests
+# Worker processes of every cluster a test starts (resumable_ws.workers),
+# unless the test sets its own: test/run.sh runs the suites with 1 and 2.
+WORKERS = int(os.environ.get("RWS_TEST_WORKERS", "1"))
 
 # Lines that mean a process of the cluster crashed (a crash restarts the
 # whole cluster) or an assertion failed inside the server.
@@ -67,8 +73,10 @@ class Cluster:
             # Suites about the log and the protocol want no generations;
             # the generation suites set a provider.
             "resumable_ws.llm_provider": "none",
+            "resumable_ws.workers": WORKERS,
         }
         conf.update(settings)
+        self.workers = int(conf["resumable_ws.workers"])
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             for key, value in conf.items():
                 f.write(f"{key} = {value}\n")
@@ -81,6 +89,7 @@ class Cluster:
         from the primary's configuration."""
         self = cls.__new__(cls)
         self.client_ssl = primary.client_ssl
+        self.workers = int(settings.get("resumable_ws.workers", primary.workers))
         self.dir = tempfile.mkdtemp(prefix="rws-e2e-standby-")
         self.data = os.path.join(self.dir, "data")
         self.logfile = os.path.join(self.dir, "server.log")
@@ -185,9 +194,86 @@ class Cluster:
             self.sql(f"ALTER SYSTEM SET {key} = %s", (str(value),))
         self.sql("SELECT pg_reload_conf()")
 
+    # --- workers -------------------------------------------------------------
+
+    def running_worker_pids(self):
+        """The pids of the workers running now, sorted (no wait)."""
+        rows = self.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'resumable_ws worker' "
+                        "ORDER BY pid")
+        return [r[0] for r in rows]
+
     def worker_pid(self):
-        rows = self.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'resumable_ws worker'")
+        """The pid of a worker now running, or None. With several workers it
+        is one of them (the lowest pid): a test about "the" worker of a
+        connection uses workers_serving(), one about all of them
+        worker_pids()."""
+        pids = self.running_worker_pids()
+        return pids[0] if pids else None
+
+    def worker_pids(self, timeout=TIMEOUT):
+        """Every worker's pid, sorted, once all self.workers of them run."""
+        return self.wait_for(lambda: (lambda pids: len(pids) == self.workers and pids)(self.running_worker_pids()),
+                             timeout, f"{self.workers} worker(s) in pg_stat_activity")
+
+    def connection_workers(self, session_id):
+        """The worker pid of each open connection of the session
+        (resumable_ws.connections()), as a Counter."""
+        rows = self.sql("SELECT worker_pid FROM resumable_ws.connections() WHERE session_id = %s",
+                        (str(session_id),))
+        return collections.Counter(r[0] for r in rows)
+
+    def workers_serving(self, session_id, timeout=TIMEOUT):
+        """The pids of the workers serving the session's open connections,
+        once it has one."""
+        return set(self.wait_for(lambda: self.connection_workers(session_id), timeout,
+                                 f"a connection of session {session_id} in connections()"))
+
+    def terminate_workers(self, pids):
+        """pg_terminate_backend (SIGTERM) to each worker; returns the pids."""
+        pids = sorted(pids)
+        for pid in pids:
+            self.sql("SELECT pg_terminate_backend(%s)", (pid,))
+        return pids
+
+    def wait_workers_replaced(self, old_pids, timeout=30):
+        """Waits until every worker runs again and none of old_pids is among
+        them (the postmaster restarts a worker alone); returns the pids."""
+        old = set(old_pids)
+        return self.wait_for(lambda: (lambda pids: len(pids) == self.workers and not old & set(pids) and pids)(
+            self.running_worker_pids()), timeout, f"workers {sorted(old)} replaced")
+
+    @contextlib.contextmanager
+    def frozen_workers(self):
+        """SIGSTOP to every worker for the block, SIGCONT after: the port
+        accepts TCP connections but nothing answers, on any worker."""
+        pids = self.worker_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield pids
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
+    def session_owner(self, session_id):
+        """The pid holding the session's owner lock (the worker that runs its
+        generations; held while one is queued or running), or None. The
+        lock's classid/objid fold the 128-bit id into 64 bits
+        (src/session_owner.cpp)."""
+        b = uuid.UUID(str(session_id)).bytes
+        w = [int.from_bytes(b[i:i + 4], "big") for i in (0, 4, 8, 12)]
+        rows = self.sql("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 21079 AND granted "
+                        "AND classid::bigint = %s AND objid::bigint = %s", (w[0] ^ w[2], w[1] ^ w[3]))
         return rows[0][0] if rows else None
+
+    def metric(self, name):
+        """One unlabelled sample of GET /metrics, as a float."""
+        status, body = self.http("/metrics")
+        assert status == 200, (status, body)
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split(" ")[1])
+        raise AssertionError(f"{name} not in /metrics")
 
     # --- HTTP ---------------------------------------------------------------
 
@@ -248,6 +334,36 @@ class Cluster:
         client = await self.connect(**kwargs)
         await client.ready()
         return client
+
+    async def connect_placed(self, **kwargs):
+        """A connection past its ready frame, and the pid of the worker that
+        serves it (from connections(): the session's one new record)."""
+        session = kwargs.get("session_id")
+        before = self.connection_workers(session) if session else collections.Counter()
+        client = await self.connect(**kwargs)
+        await client.ready()
+        after = self.wait_for(
+            lambda: (lambda now: sum(now.values()) == sum(before.values()) + 1 and now)(
+                self.connection_workers(client.session_id)),
+            what="the new connection in connections()")
+        (pid,) = (after - before).elements()
+        return client, pid
+
+    async def connect_on(self, pid, attempts=64, **kwargs):
+        """A connection (past ready) served by worker pid: connects until the
+        kernel hands one to it. Those that went elsewhere stay open until
+        then, so the session's records count only up."""
+        misplaced = []
+        try:
+            for _ in range(attempts):
+                client, served_by = await self.connect_placed(**kwargs)
+                if served_by == pid:
+                    return client
+                misplaced.append(client)
+            raise AssertionError(f"no connection reached worker {pid} in {attempts} attempts")
+        finally:
+            for client in misplaced:
+                await client.close()
 
 
 def make_token(sub, secret=JWT_SECRET, algorithm="HS256", ttl=3600, headers=None, **claims):

@@ -5,8 +5,6 @@ answer's text equal to its stored deltas, in its stored state, nothing
 doubled or lost across worker terminations, restarts, reloads and half-open
 connections. Screenshots go to test/artifacts/browser/."""
 import json
-import os
-import signal
 import time
 import uuid
 
@@ -228,7 +226,7 @@ def test_a_terminated_worker_mid_answer_ends_interrupted_and_never_doubles(clust
     send(browser, "stream slowly please")
     browser.wait("(document.querySelector('.msg.assistant .bubble')?.textContent || '').length > 20")
     before = len(states(browser))
-    cluster.sql("SELECT pg_terminate_backend(%s)", (cluster.worker_pid(),))
+    cluster.terminate_workers(cluster.workers_serving(session_of(browser)))
     browser.wait(f"window.__states.slice({before}).some((s) => ['reconnecting', 'connecting'].includes(s))")
     browser.screenshot("worker-terminated-reconnecting")
     wait_settled(browser, cluster, timeout=20)
@@ -354,21 +352,18 @@ def test_stop_cancels_the_running_answer(cluster, upstream, browser):
 
 
 def test_a_half_open_connection_is_found_and_unsent_messages_go_once(cluster, upstream, browser):
-    """The worker freezes (SIGSTOP): its socket stays open but nothing comes
-    back. The page sees its pings unanswered, reconnects, and re-sends what
-    was not acknowledged with the same idempotency key."""
+    """The workers freeze (SIGSTOP): the socket stays open but nothing comes
+    back, nor from a new connection. The page sees its pings unanswered,
+    reconnects, and re-sends what was not acknowledged with the same
+    idempotency key."""
     open_page(browser, cluster)
-    pid = cluster.worker_pid()
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with cluster.frozen_workers():
         send(browser, "sent into the void")  # written to the frozen socket: no ack
         browser.wait("document.querySelector('.msg.pending')")
         browser.wait("document.getElementById('status').dataset.state !== 'live'", timeout=10)
         send(browser, "typed while reconnecting")
         browser.wait("document.querySelectorAll('.msg.pending').length === 2")
         browser.screenshot("half-open-pending")
-    finally:
-        os.kill(pid, signal.SIGCONT)
     wait_settled(browser, cluster, timeout=30)
     view = check_page_matches_log(browser, cluster)
     users = [text for kind, text, _ in view if kind == "user"]

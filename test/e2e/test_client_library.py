@@ -5,7 +5,6 @@ import json
 import os
 import queue
 import random
-import signal
 import subprocess
 import tempfile
 import threading
@@ -170,7 +169,8 @@ def test_events_exact_across_worker_kills_and_restart(cluster):
                 agent.do("wait_ready", count=1 + sum(1 for k in disruptions if k < n))
                 agent.expect("readies")
             if disruptions.get(n) == "terminate":
-                cluster.sql("SELECT pg_terminate_backend(%s)", (cluster.worker_pid(),))
+                # The worker serving the client (with several, the others go on).
+                cluster.terminate_workers(cluster.workers_serving(session))
             elif disruptions.get(n) == "restart":
                 cluster.restart("fast")
         acks = [agent.expect("acked", n=n) for n in range(len(texts))]
@@ -380,22 +380,18 @@ def test_node_example_resumes_its_session(cluster):
 
 
 def test_half_open_connection_found_by_pings(cluster):
-    """The worker freezes (SIGSTOP): the socket stays open but nothing comes back.
+    """The workers freeze (SIGSTOP): the socket stays open but nothing comes back.
     The client's unanswered ping makes it reconnect, and the messages sent into the
-    void and while reconnecting are stored once each when the worker is back."""
+    void and while reconnecting are stored once each when the workers are back."""
     agent = Agent(cluster, str(uuid.uuid4()), pingIntervalMs=500, connectTimeoutMs=2000)
     try:
         agent.do("connect")
         session = agent.expect("connected")["info"]["sessionId"]
-        pid = cluster.worker_pid()
-        os.kill(pid, signal.SIGSTOP)
-        try:
+        with cluster.frozen_workers():
             agent.do("send", text="sent into the void", n=0)
             agent.do("wait_state", state="reconnecting")
             agent.expect("state", timeout=10)
             agent.do("send", text="typed while reconnecting", n=1)
-        finally:
-            os.kill(pid, signal.SIGCONT)
         acks = [agent.expect("acked", n=n) for n in range(2)]
         acks[0]["text"], acks[1]["text"] = "sent into the void", "typed while reconnecting"
         log = wait_settled(cluster, session)
@@ -481,7 +477,8 @@ def test_web_example_holds_a_chat_through_worker_restarts(cluster):
             live()
             ask("before anything")
             browser.wait(f"{shown}.some((t) => t.startsWith('assistant (done)'))")
-            cluster.sql("SELECT pg_terminate_backend(%s)", (cluster.worker_pid(),))
+            session = cluster.sql("SELECT id FROM resumable_ws.ws_sessions WHERE user_id = %s", (user,))[0][0]
+            cluster.terminate_workers(cluster.workers_serving(session))
             ask("while the worker restarts")  # kept and sent once it is back
             live()
             browser.wait(f"{shown}.filter((t) => t.startsWith('assistant (done)')).length === 2", timeout=30)

@@ -114,7 +114,7 @@ def test_events_exact_in_chromium_across_random_faults_and_reloads(cluster, page
                 finally:
                     browser.call("offline", offline=False)
             elif kind == "terminate":
-                cluster.sql("SELECT pg_terminate_backend(%s)", (cluster.worker_pid(),))
+                cluster.terminate_workers(cluster.workers_serving(session))
             elif kind == "restart":
                 cluster.restart("fast")
             elif kind in ("reload", "reload_unsent"):

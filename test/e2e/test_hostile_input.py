@@ -1,6 +1,6 @@
 """Bad input never crashes the worker (a crash would restart the whole
-cluster): every case ends in a close or a refusal, and the worker keeps
-serving with the same pid. The module fixture also fails on any crash."""
+cluster): every case ends in a close or a refusal, and the workers keep
+serving with the same pids. The module fixture also fails on any crash."""
 import json
 import os
 import random
@@ -12,8 +12,8 @@ from harness import RawClient
 
 
 @pytest.fixture(scope="module", autouse=True)
-def worker_pid_before(cluster):
-    return cluster.worker_pid()
+def worker_pids_before(cluster):
+    return cluster.worker_pids()
 
 
 def test_invalid_utf8_text_is_closed_1007(cluster):
@@ -78,11 +78,11 @@ def test_handshakes_dropped_halfway(cluster):
     assert cluster.http("/healthz")[0] == 200
 
 
-def test_worker_survived_everything(cluster, worker_pid_before):
+def test_worker_survived_everything(cluster, worker_pids_before):
     client = RawClient.ready(cluster)
     client.send_frame(1, b'{"type":"ping"}')
     opcode, payload = next(client.frames())
     assert json.loads(payload) == {"type": "pong"}
     client.close()
-    assert cluster.worker_pid() == worker_pid_before
+    assert cluster.worker_pids() == worker_pids_before
     assert not cluster.crash_lines()

@@ -102,7 +102,8 @@ async def test_connection_limit_and_reload_keeps_connections(cluster):
         await c.send({"type": "ping"})
         await c.expect("pong")
     await clients[0].close()
-    cluster.wait_for(lambda: cluster.http("/healthz")[1].count('"connections":2'), what="a free slot")
+    # max_connections counts every worker's connections (the gauge's sum).
+    cluster.wait_for(lambda: cluster.metric("rws_connections") == 2, what="a free slot")
     fourth = await cluster.connect()
     assert (await fourth.ready())["heartbeat_interval_ms"] == 2000
     for c in clients[1:] + [fourth]:

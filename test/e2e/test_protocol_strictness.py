@@ -243,14 +243,27 @@ def attempt_upgrade(cluster, token):
 def test_upgrades_during_shutdown_are_told_to_come_back(cluster):
     """A client that never answers the close keeps the worker in its shutdown
     grace period; every upgrade meanwhile is refused or told to come back."""
-    stuck = RawClient(cluster, make_token(str(uuid.uuid4())))
-    pid = cluster.worker_pid()
+    # A stuck client on every worker, and every worker terminated: an
+    # upgrade can reach none that serves normally.
+    pids = cluster.worker_pids()
+    stuck, users, reached = [], [], set()
+    for _ in range(64):
+        users.append(str(uuid.uuid4()))
+        stuck.append(RawClient(cluster, make_token(users[-1])))
+        reached = cluster.wait_for(lambda: (lambda rows: len(rows) == len(users) and {r[0] for r in rows})(
+            cluster.sql("SELECT worker_pid FROM resumable_ws.connections() WHERE user_id::text = ANY(%s)",
+                        (users,))), what="the stuck clients in connections()")
+        if reached == set(pids):
+            break
+    assert reached == set(pids), "no stuck client on every worker"
     token = make_token(str(uuid.uuid4()))
-    cluster.sql("SELECT pg_terminate_backend(%s)", (pid,))
+    cluster.terminate_workers(pids)
     outcomes = []
     deadline = time.monotonic() + 10
-    while cluster.worker_pid() in (pid, None) and time.monotonic() < deadline:
+    # Until a worker is back: the old ones shut down, or none runs.
+    while set(cluster.running_worker_pids()) <= set(pids) and time.monotonic() < deadline:
         outcomes.append(attempt_upgrade(cluster, token))
-    stuck.close()
+    for client in stuck:
+        client.close()
     assert outcomes and set(outcomes) <= {"refused", "told"}, outcomes
     cluster.wait_healthy()

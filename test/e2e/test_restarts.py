@@ -28,8 +28,8 @@ async def test_sigterm_of_worker_notifies_and_comes_back(cluster):
         cluster.sql("SELECT resumable_ws.publish(%s, 'before', '{}')", (session,))
     for client in clients:
         assert (await client.expect("event"))["id"] == 1
-    old_pid = cluster.worker_pid()
-    cluster.sql("SELECT pg_terminate_backend(%s)", (old_pid,))
+    # Every worker: each client is told, whichever worker serves it.
+    old_pids = cluster.terminate_workers(cluster.worker_pids())
     delays = [await expect_restart_notice(c) for c in clients]
     assert len(set(delays)) > 1, "retry_after_ms is not jittered"
 
@@ -41,7 +41,7 @@ async def test_sigterm_of_worker_notifies_and_comes_back(cluster):
         assert (await back.expect("event"))["event_type"] == "while_away"
         assert (await back.expect("replay_done"))["last_event_id"] == 2
         await back.close()
-    assert cluster.worker_pid() not in (None, old_pid)
+    cluster.wait_workers_replaced(old_pids)
     # ws_live_connections was cleared at start: only rows of open connections.
     cluster.wait_for(lambda: cluster.sql("SELECT count(*) FROM resumable_ws.ws_live_connections")[0][0] == 0,
                      what="no live rows once every client left")
@@ -129,7 +129,7 @@ async def test_error_inside_a_batch_is_contained(cluster):
             FOR EACH ROW EXECUTE FUNCTION public.refuse_boom();
     """)
     try:
-        pid = cluster.worker_pid()
+        pids = cluster.worker_pids()
         bad = await cluster.new_session()
         good = await cluster.new_session()
         # Both in one pass: the failing one must not take the other down.
@@ -141,7 +141,7 @@ async def test_error_inside_a_batch_is_contained(cluster):
         assert (await good.expect("ack"))["event_id"] == 1
         await bad.user_message("fine too")
         assert (await bad.expect("ack"))["event_id"] == 1
-        assert cluster.worker_pid() == pid
+        assert cluster.worker_pids() == pids
         assert "boom refused" in cluster.log()
         await bad.close()
         await good.close()
@@ -174,17 +174,16 @@ async def test_a_failed_batch_keeps_a_waiting_message_first(cluster):
     """)
     locker = None
     try:
-        first = await cluster.new_session()
-        second = await cluster.connect(user=first.user, session_id=first.session_id)
-        await second.ready()
-        bad = await cluster.new_session()
+        # All three on one worker, so that B and C can reach it in one pass.
+        first, pid = await cluster.connect_placed()
+        second = await cluster.connect_on(pid, user=first.user, session_id=first.session_id)
+        bad = await cluster.connect_on(pid)
         locker = psycopg2.connect(host=cluster.dir, port=cluster.pg_port, user="postgres", dbname="postgres",
                                   application_name="rws_locker", connect_timeout=TIMEOUT)
         locker.cursor().execute("SELECT 1 FROM resumable_ws.ws_sessions WHERE id = %s FOR UPDATE",
                                 (first.session_id,))
         await first.user_message("A")
         # B and C reach the worker together: it reads both in one pass.
-        pid = cluster.worker_pid()
         os.kill(pid, signal.SIGSTOP)
         try:
             await bad.user_message("boom")
@@ -215,7 +214,7 @@ async def test_a_failed_batch_keeps_a_waiting_message_first(cluster):
 @run
 async def test_sighup_keeps_connections(cluster):
     client = await cluster.new_session()
-    pid = cluster.worker_pid()
+    pids = cluster.worker_pids()
     cluster.reload(**{"resumable_ws.heartbeat_interval": "7s"})
     # The worker applies it at its next wake: new connections then see it.
     deadline = asyncio.get_running_loop().time() + 10
@@ -226,7 +225,7 @@ async def test_sighup_keeps_connections(cluster):
         await fresh.close()
         assert asyncio.get_running_loop().time() < deadline, "reload not applied"
     other = await connect_when_back(cluster)
-    assert cluster.worker_pid() == pid
+    assert cluster.worker_pids() == pids
     # The connection from before the reload is still served.
     await client.send({"type": "ping"})
     await client.expect("pong")

@@ -1,4 +1,4 @@
-"""Autovacuum sees the worker's writes: the worker reports its table
+"""Autovacuum sees the workers' writes: each worker reports its table
 statistics while it runs (as a backend does when it goes idle), so
 pg_stat_user_tables, and with it autovacuum and autoanalyze, count the rows
 it inserts and updates on the hottest tables."""
@@ -32,7 +32,7 @@ async def test_the_worker_reports_its_inserts_and_updates_while_it_runs(cluster)
 
     # Reported within a couple of seconds (pgstat flushes at most once a
     # second), while the worker keeps running.
-    pid = cluster.worker_pid()
+    pids = cluster.worker_pids()
 
     def grown():
         events = table_stats(cluster, "ws_events")[0] - before["ws_events"][0]
@@ -40,7 +40,7 @@ async def test_the_worker_reports_its_inserts_and_updates_while_it_runs(cluster)
         heads = table_stats(cluster, "ws_sessions")[1] - before["ws_sessions"][1]
         return events >= acked and keys >= acked and heads >= acked and (events, keys, heads)
     cluster.wait_for(grown, timeout=TIMEOUT, what=f"pg_stat_user_tables to count {acked} messages")
-    assert cluster.worker_pid() == pid
+    assert cluster.worker_pids() == pids
 
     # The head updates stay HOT (no index on last_event_id or updated_at):
     # nothing for vacuum to clean in the indexes.
