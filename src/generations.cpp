@@ -143,7 +143,6 @@ void Generations::sync_ownership(EventLog &log) {
         plan.rechecked.push_back(session_id);
         if (!owned_.count(session_id)) read.push_back(session_id);
     }
-    if (read.empty()) return;
     std::unordered_set<std::string> found_again;
     for (const OpenGeneration &row : log.open_generations(read)) {
         if (owned_.count(row.session_id))
