@@ -143,7 +143,6 @@ void Generations::sync_ownership(EventLog &log) {
         plan.rechecked.push_back(session_id);
         if (!owned_.count(session_id)) read.push_back(session_id);
     }
-    if (read.empty()) return;
     std::unordered_set<std::string> found_again;
     for (const OpenGeneration &row : log.open_generations(read)) {
         if (owned_.count(row.session_id))
@@ -303,9 +302,9 @@ void Generations::choose_starts() {
     if (heads.empty()) return;
     std::sort(heads.begin(), heads.end());
     size_t limit = static_cast<size_t>(settings.llm_max_concurrency);
-    size_t granted = peers::reserve_generations(running_ + heads.size(), limit);
+    size_t granted = peers::reserve_generations(running_, heads.size(), limit);
     for (uint64_t id : heads) {
-        if (running_ + to_start_.size() >= granted) break;
+        if (to_start_.size() >= granted) break;
         to_start_.insert(id);
     }
 }

@@ -331,14 +331,18 @@ void peers::forward_cancel(const std::string &session_id, uint32_t &to_tell) {
         if ((to_tell & (1u << i)) && push_to_slot(shared->slots[i], &wake, 1)) to_tell &= ~(1u << i);
 }
 
-size_t peers::reserve_generations(size_t wanted, size_t limit) {
-    if (own_slot == nullptr) return std::min(wanted, limit);
+size_t peers::reserve_generations(size_t in_use, size_t wanted, size_t limit) {
+    auto more = [&](size_t others) {
+        size_t used = others + in_use;
+        return std::min(wanted, limit > used ? limit - used : 0);
+    };
+    if (own_slot == nullptr) return more(0);
     SpinLockAcquire(&shared->generations_mutex);
     size_t others = 0;
     for (auto &slot : shared->slots)
         if (&slot != own_slot) others += slot.generations_in_use;
-    size_t granted = std::min(wanted, limit > others ? limit - others : 0);
-    own_slot->generations_in_use = static_cast<uint32>(granted);
+    size_t granted = more(others);
+    own_slot->generations_in_use = static_cast<uint32>(in_use + granted);
     own_slot->wants_generations = granted < wanted;
     SpinLockRelease(&shared->generations_mutex);
     return granted;

@@ -23,11 +23,12 @@ void wake_others(const std::vector<std::string> &session_ids);
 uint32_t other_workers();
 void forward_cancel(const std::string &session_id, uint32_t &to_tell);
 
-// The global llm_max_concurrency: how many generations this worker may
-// have started, given what the others use (at most wanted); recorded as
-// this worker's use at once. A worker that got less than it wanted is woken
-// when another frees a slot (generation_slot_freed()).
-size_t reserve_generations(size_t wanted, size_t limit);
+// The global llm_max_concurrency: how many more generations (at most
+// wanted) this worker, which runs in_use, may start given what the others
+// use; in_use plus that is recorded as this worker's use at once. A worker
+// that got less than it wanted is woken when another frees a slot
+// (generation_slot_freed()).
+size_t reserve_generations(size_t in_use, size_t wanted, size_t limit);
 // This worker now uses in_use slots (started generations).
 void set_generation_usage(size_t in_use);
 // True once after another worker freed a slot this one waited for.
