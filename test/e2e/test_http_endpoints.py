@@ -201,13 +201,23 @@ def test_sign_ins_are_limited_per_address(cluster):
     status, _, _ = request(cluster, "POST", "/auth/anonymous", body=b'{"any":"thing"}', source="127.0.0.3",
                            headers={"content-type": "application/json"})
     assert status == 200
-    statuses = [sign_in(cluster, "127.0.0.3")[0] for _ in range(PER_MINUTE + 2)]
-    assert statuses == [200] * (PER_MINUTE - 1) + [429] * 3
-    status, headers, body = sign_in(cluster, "127.0.0.3")
-    assert status == 429
+    if cluster.workers == 1:
+        statuses = [sign_in(cluster, "127.0.0.3")[0] for _ in range(PER_MINUTE + 2)]
+        assert statuses == [200] * (PER_MINUTE - 1) + [429] * 3
+        status, headers, body = sign_in(cluster, "127.0.0.3")
+        assert status == 429
+    else:
+        # Each worker allows its share; the kernel picks the worker of each
+        # request, so refusals may come a little early, never late: together
+        # no more than PER_MINUTE, and refused once the shares are used.
+        answers = [sign_in(cluster, "127.0.0.3") for _ in range(3 * PER_MINUTE)]
+        statuses = [answer[0] for answer in answers]
+        assert set(statuses) == {200, 429} and 1 + statuses.count(200) <= PER_MINUTE, statuses
+        status, headers, body = answers[-1 - statuses[::-1].index(429)]
+    share = max(1, PER_MINUTE // cluster.workers)
     retry_after = int(headers["retry-after"])
-    assert 1 <= retry_after <= 60 // PER_MINUTE and json.loads(body) == {"error": "rate_limited",
-                                                                         "retry_after": retry_after}
+    assert 1 <= retry_after <= 60 // share and json.loads(body) == {"error": "rate_limited",
+                                                                    "retry_after": retry_after}
     # Another address is not affected.
     assert sign_in(cluster, "127.0.0.4")[0] == 200
 
