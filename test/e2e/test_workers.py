@@ -11,6 +11,7 @@ tests connect until resumable_ws.connections() shows it where they need it.
 import asyncio
 import json
 import time
+import uuid
 
 import pytest
 
@@ -284,6 +285,37 @@ async def test_llm_max_concurrency_counts_both_workers(cluster, upstream):
     assert upstream.max_active == MAX_CONCURRENCY, upstream.max_active
     for c in clients:
         await c.close()
+
+
+@run
+async def test_an_answer_left_running_by_no_worker_ends_interrupted_when_its_session_is_claimed(cluster, upstream):
+    """As if the worker that ran it died without a word: a generation
+    'running' whose session's owner lock nobody holds. The worker that
+    commits the session's next message claims the session, ends that one
+    interrupted, then answers the message; both connections see it."""
+    a, pid_a, b, pid_b = await on_both_workers(cluster)
+    session = a.session_id
+    (note,), = cluster.sql("SELECT resumable_ws.publish(%s, 'note', '{}')", (session,))
+    orphan = str(uuid.uuid4())
+    cluster.sql("INSERT INTO resumable_ws.ws_generations (session_id, reply_to, message_id, status) "
+                "VALUES (%s, %s, %s, 'running')", (session, note, orphan))
+    assert cluster.session_owner(session) is None
+    await b.user_message("after the orphan")
+    head = settled(cluster, session, 2)
+    stored = stored_events(cluster, session)
+    assert [e["event_type"] for e in stored[:3]] == ["note", "user_message", "assistant_error"], stored
+    assert stored[2]["payload"]["message_id"] == orphan and stored[2]["payload"]["code"] == "interrupted"
+    message = stored[1]["id"]
+    assert generations(cluster, session) == [(note, "error"), (message, "done")]
+    started = [e for e in stored if e["event_type"] == "assistant_started"]
+    assert [e["payload"]["reply_to"] for e in started] == [message]
+    deltas, end = check_generation(stored[3:], message)
+    assert end["event_type"] == "assistant_done" and deltas
+    for client in (a, b):
+        events, _ = await read_through(client, head)
+        assert events == stored
+    await a.close()
+    await b.close()
 
 
 @run
