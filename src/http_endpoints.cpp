@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
@@ -35,8 +36,12 @@ HttpResponse json_response(int status, const std::string &json, HttpHeaders head
     return response;
 }
 
+// Each of several workers allows its share of the limit: the kernel spreads
+// one address's connections over them, so together they never allow more
+// than the setting (an address whose requests land unevenly may be refused
+// a little before it).
 int HttpEndpoints::settings_per_minute() {
-    return settings.anonymous_sign_ins_per_minute;
+    return std::max(1, settings.anonymous_sign_ins_per_minute / std::max(1, settings.workers));
 }
 
 HttpResponse HttpEndpoints::page() {
@@ -83,8 +88,7 @@ HttpResponse HttpEndpoints::sign_in_anonymously(const std::string &peer) {
     if (secret.empty())
         return json_response(503, "{\"error\":\"unavailable\",\"message\":\"resumable_ws.jwt_secret is not set\"}\n");
     int retry_after_s = 0;
-    if (!sign_in_limiter_.allow(peer, settings.anonymous_sign_ins_per_minute, std::chrono::steady_clock::now(),
-                                retry_after_s))
+    if (!sign_in_limiter_.allow(peer, settings_per_minute(), std::chrono::steady_clock::now(), retry_after_s))
         return json_response(429,
                              "{\"error\":\"rate_limited\",\"retry_after\":" + std::to_string(retry_after_s) + "}\n",
                              {{"retry-after", std::to_string(retry_after_s)}});
