@@ -2,7 +2,7 @@
 """1 worker against 2 (resumable_ws.workers, issue 13): acks/s and answers/s.
 
     /usr/bin/python3 bench/bench_workers.py [--rounds N] [--only acks,answers]
-                                            [--workers 1,2] [--window W]
+                                            [--workers 1,2] [--window W] [--perf]
 
 Each round measures every scenario once per worker count, alternating (1, 2
 in odd rounds, 2, 1 in even ones, so a machine that gets busier or quieter
@@ -43,7 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from baseline import take_option  # noqa: E402
-from bench_hot_path import (Meter, Upstream, close_all, cpu_seconds, open_chats, open_clients,  # noqa: E402
+import bench_hot_path  # noqa: E402
+from bench_hot_path import (Meter, Perf, Upstream, close_all, cpu_seconds, open_chats, open_clients,  # noqa: E402
                             percentile, serving, xid)
 
 SCENARIOS = ("acks", "answers")
@@ -92,11 +93,18 @@ def spread_line(cluster, pids):
     return "    connections per worker: " + ", ".join(parts)
 
 
+def machine_busy():
+    """CPU seconds the whole machine spent busy (not idle, not waiting for I/O)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def per_worker_cpu(pids):
     return [cpu_seconds(pid) for pid in pids]
 
 
-def cores_line(wall, pids, before, after, client, upstream=None):
+def cores_line(wall, busy, before, after, client, upstream=None):
     each = ", ".join(f"{(b - a) / wall:.2f}" for a, b in zip(before, after))
     total = sum(after) - sum(before)
     line = (f"    workers CPU {total:.2f} s = {total / wall:.2f} cores (each: {each}); client "
@@ -105,7 +113,8 @@ def cores_line(wall, pids, before, after, client, upstream=None):
     if upstream is not None:
         line += f"; upstream {upstream / wall:.2f} cores"
         used += upstream
-    return line + f"; all of them {used / wall:.2f} of {os.cpu_count()} cores"
+    return (line + f"; all of them {used / wall:.2f} of {os.cpu_count()} cores, the whole machine "
+            f"{busy / wall:.2f} (others {max(0.0, busy - used) / wall:.2f})")
 
 
 def check_log(cluster, pids):
@@ -119,6 +128,46 @@ def check_log(cluster, pids):
             print("      " + line)
     assert not crashes and now == pids, (f"workers {pids} -> {now}; crash lines:\n" + "\n".join(crashes)
                                          + "\n" + cluster.log()[-3000:])
+
+
+def scans(cluster):
+    """{table: (seq scans, rows they read)} of the extension's tables."""
+    rows = cluster.sql("SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables "
+                       "WHERE schemaname = 'resumable_ws'")
+    return {name: (n, read) for name, n, read in rows}
+
+
+def scans_line(before, after):
+    """Sequential scans in the window: a plan gone wrong shows here."""
+    parts = [f"{name} {after[name][0] - before.get(name, (0, 0))[0]} ({after[name][1] - before.get(name, (0, 0))[1]} rows)"
+             for name in sorted(after) if after[name][1] - before.get(name, (0, 0))[1] > 1000]
+    return "    sequential scans reading > 1000 rows in the window: " + (", ".join(parts) or "none")
+
+
+def prefill(cluster, sessions=10_000, per_session=10):
+    """Earlier conversations (sessions x per_session answered messages: the
+    events, idempotency keys and finished generations), analyzed, before any
+    client. On fresh tables the planner picks sequential scans of
+    ws_idempotency_keys, ws_sessions and ws_generations for every pass's
+    lookups, and those plans stay (autovacuum looks once a minute) while the
+    tables grow with each message: a cost per pass, doubled by two workers,
+    that a log in use does not have."""
+    started = time.perf_counter()
+    cluster.sql("""
+        WITH s AS (INSERT INTO resumable_ws.ws_sessions (user_id, last_event_id)
+                   SELECT gen_random_uuid(), %(n)s FROM generate_series(1, %(sessions)s) RETURNING id),
+             e AS (INSERT INTO resumable_ws.ws_events (session_id, id, event_type, payload)
+                   SELECT s.id, g, 'user_message',
+                          jsonb_build_object('content', 'an earlier message', 'idempotency_key', gen_random_uuid())
+                   FROM s, generate_series(1, %(n)s) g RETURNING session_id, id, payload),
+             k AS (INSERT INTO resumable_ws.ws_idempotency_keys (session_id, idempotency_key, event_id)
+                   SELECT session_id, (payload->>'idempotency_key')::uuid, id FROM e)
+        INSERT INTO resumable_ws.ws_generations (session_id, reply_to, message_id, status, finished_at)
+        SELECT session_id, id, gen_random_uuid(), 'done', now() FROM e""", {"sessions": sessions, "n": per_session})
+    cluster.sql("ANALYZE resumable_ws.ws_sessions, resumable_ws.ws_events, resumable_ws.ws_idempotency_keys, "
+                "resumable_ws.ws_generations")
+    print(f"    prefilled {sessions:,} sessions x {per_session} answered messages in "
+          f"{time.perf_counter() - started:.1f} s, analyzed")
 
 
 def load_line():
@@ -203,6 +252,7 @@ class Sender:
 
 async def acks(workers, window, clients=100, warmup=10, per_client=150):
     with serving(**{"resumable_ws.workers": workers, "resumable_ws.max_messages_per_second": 100000}) as (cluster, _):
+        prefill(cluster)
         pids = await all_workers_accepting(cluster, workers)
         senders = [Sender(window) for _ in range(clients)]
         for sender, client in zip(senders, await open_clients(cluster.ws_port, [s.on_text for s in senders])):
@@ -210,11 +260,15 @@ async def acks(workers, window, clients=100, warmup=10, per_client=150):
         print(spread_line(cluster, pids))
         await asyncio.wait_for(asyncio.gather(*(s.run(warmup, False) for s in senders)), 60)
         disk = fdatasync_ms(cluster.dir)
+        scans_before = scans(cluster)
         xid_before = xid(cluster)
         cpu_before = per_worker_cpu(pids)
         meter = Meter(pids)
+        busy = machine_busy()
+        perf = Perf(",".join(map(str, pids)), 10)
         await asyncio.wait_for(asyncio.gather(*(s.run(per_client, True) for s in senders)), 120)
         wall, _, client, _ = Meter.delta(meter.start, meter.sample())
+        busy = machine_busy() - busy
         cpu_after = per_worker_cpu(pids)
         commits = xid(cluster) - xid_before - 1  # minus the query's own xid
         count = clients * per_client
@@ -227,27 +281,34 @@ async def acks(workers, window, clients=100, warmup=10, per_client=150):
               f"{count / workers_cpu:,.0f} acks per worker CPU-second")
         print(f"    {commits / count:.3f} commits per ack ({commits / wall:.0f} commits/s); a write + fdatasync "
               f"here took {disk:.2f} ms (median of 20, just before)")
-        print(cores_line(wall, pids, cpu_before, cpu_after, client))
+        print(cores_line(wall, busy, cpu_before, cpu_after, client))
         print(spread_line(cluster, pids))
+        perf.report(f"acks, {workers} worker(s), all of them")
+        await asyncio.sleep(1.1)  # the workers report their table statistics once a second
+        print(scans_line(scans_before, scans(cluster)))
         close_all(s.client for s in senders)
         check_log(cluster, pids)
         return {"acks/s": count / wall, "ack p50 ms": percentile(ms, 50), "ack p99 ms": percentile(ms, 99),
                 "commits/s": commits / wall, "fdatasync ms": disk,
                 "acks per worker CPU-s": count / workers_cpu, "workers cores": workers_cpu / wall,
-                "client cores": client / wall}
+                "client cores": client / wall, "machine busy cores": busy / wall}
 
 
 # --- answers ---------------------------------------------------------------------------
 
 async def answers(workers, window, sessions=50, per_session=40, pieces=200):
     with serving(Upstream(pieces, 0), **{"resumable_ws.workers": workers}) as (cluster, upstream):
+        prefill(cluster)
         pids = await all_workers_accepting(cluster, workers)
         chats = await open_chats(cluster, sessions, "tok " * pieces)
         print(spread_line(cluster, pids))
         disk = fdatasync_ms(cluster.dir)
+        scans_before = scans(cluster)
         xid_before = xid(cluster)
         cpu_before = per_worker_cpu(pids)
         meter = Meter(pids, upstream)
+        busy = machine_busy()
+        perf = Perf(",".join(map(str, pids)), 10)
 
         async def converse(chat):
             for n in range(per_session):
@@ -255,6 +316,7 @@ async def answers(workers, window, sessions=50, per_session=40, pieces=200):
 
         await asyncio.gather(*(converse(c) for c in chats))
         wall, workers_cpu, client, up = Meter.delta(meter.start, meter.sample())
+        busy = machine_busy() - busy
         cpu_after = per_worker_cpu(pids)
         commits = xid(cluster) - xid_before - 1
         count = sessions * per_session
@@ -262,13 +324,17 @@ async def answers(workers, window, sessions=50, per_session=40, pieces=200):
               f"pieces at full speed) in {wall:.2f} s: {count / wall:,.0f} answers/s, "
               f"{count / workers_cpu:,.0f} answers per worker CPU-second, {commits / count:.2f} commits per answer "
               f"(a write + fdatasync here: {disk:.2f} ms, median of 20, just before)")
-        print(cores_line(wall, pids, cpu_before, cpu_after, client, up))
+        print(cores_line(wall, busy, cpu_before, cpu_after, client, up))
         print(spread_line(cluster, pids))
+        perf.report(f"answers, {workers} worker(s), all of them")
+        await asyncio.sleep(1.1)
+        print(scans_line(scans_before, scans(cluster)))
         close_all(c.client for c in chats)
         check_log(cluster, pids)
         return {"answers/s": count / wall, "answers per worker CPU-s": count / workers_cpu,
                 "commits per answer": commits / count, "fdatasync ms": disk,
-                "workers cores": workers_cpu / wall, "client cores": client / wall, "upstream cores": up / wall}
+                "workers cores": workers_cpu / wall, "client cores": client / wall, "upstream cores": up / wall,
+                "machine busy cores": busy / wall}
 
 
 RUN = {"acks": acks, "answers": answers}
@@ -300,6 +366,9 @@ def main():
     names = take_option(args, "--only", ",".join(SCENARIOS)).split(",")
     counts = [int(n) for n in take_option(args, "--workers", "1,2").split(",")]
     window = int(take_option(args, "--window", "1"))
+    if "--perf" in args:
+        args.remove("--perf")
+        bench_hot_path.PERF["on"] = True
     if args or any(n not in RUN for n in names):
         sys.exit(__doc__ + f"\nunknown scenario or argument: {args or names}")
     results = {}
