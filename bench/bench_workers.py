@@ -11,8 +11,14 @@ during the run weighs on both). Every measurement starts its own cluster
 workers, waits until every worker accepts connections, and prints the load
 average before it, how the connections were spread over the workers
 (resumable_ws.connections()), the CPU of every worker process summed (and
-each one's), this client's and the upstream's. A summary table (ranges over
-the rounds) ends the run.
+each one's), this client's and the upstream's, and the whole machine's busy
+cores (others = what the rest of a shared machine took meanwhile). Before
+the clients come, each cluster gets 10,000 earlier sessions of 10 answered
+messages, analyzed (see prefill()). Just before the window: the load average
+and a write + fdatasync beside the data (a commit's wait on this disk);
+after it, sequential scans of the extension's tables that read > 1000 rows.
+--perf records every worker with perf (bench_hot_path.Perf). A summary table
+(ranges over the rounds) ends the run.
 
   acks     100 clients, each on its own session, llm_provider none: each
            sends user_message frames with idempotency keys, the next as soon
@@ -33,6 +39,7 @@ cores, a second worker can only help as far as a core is free; the cores
 used by everyone are printed next to each figure.
 """
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -139,8 +146,11 @@ def scans(cluster):
 
 def scans_line(before, after):
     """Sequential scans in the window: a plan gone wrong shows here."""
-    parts = [f"{name} {after[name][0] - before.get(name, (0, 0))[0]} ({after[name][1] - before.get(name, (0, 0))[1]} rows)"
-             for name in sorted(after) if after[name][1] - before.get(name, (0, 0))[1] > 1000]
+    parts = []
+    for name in sorted(after):
+        count, rows = (a - b for a, b in zip(after[name], before.get(name, (0, 0))))
+        if rows > 1000:
+            parts.append(f"{name} {count} ({rows} rows)")
     return "    sequential scans reading > 1000 rows in the window: " + (", ".join(parts) or "none")
 
 
@@ -168,6 +178,18 @@ def prefill(cluster, sessions=10_000, per_session=10):
                 "resumable_ws.ws_generations")
     print(f"    prefilled {sessions:,} sessions x {per_session} answered messages in "
           f"{time.perf_counter() - started:.1f} s, analyzed")
+
+
+@contextlib.contextmanager
+def evidence(cluster):
+    """On any failure (a lost ack times out, a worker died), the server log's
+    crash lines and tail, before serving() removes the cluster."""
+    try:
+        yield
+    except BaseException:
+        print("    FAILED; crash lines: " + ("\n".join(cluster.crash_lines()) or "none"))
+        print("    server log, last lines:\n" + "\n".join(cluster.log().splitlines()[-40:]), flush=True)
+        raise
 
 
 def load_line():
@@ -251,7 +273,8 @@ class Sender:
 
 
 async def acks(workers, window, clients=100, warmup=10, per_client=150):
-    with serving(**{"resumable_ws.workers": workers, "resumable_ws.max_messages_per_second": 100000}) as (cluster, _):
+    settings = {"resumable_ws.workers": workers, "resumable_ws.max_messages_per_second": 100000}
+    with serving(**settings) as (cluster, _), evidence(cluster):
         prefill(cluster)
         pids = await all_workers_accepting(cluster, workers)
         senders = [Sender(window) for _ in range(clients)]
@@ -260,6 +283,7 @@ async def acks(workers, window, clients=100, warmup=10, per_client=150):
         print(spread_line(cluster, pids))
         await asyncio.wait_for(asyncio.gather(*(s.run(warmup, False) for s in senders)), 60)
         disk = fdatasync_ms(cluster.dir)
+        load = os.getloadavg()[0]
         scans_before = scans(cluster)
         xid_before = xid(cluster)
         cpu_before = per_worker_cpu(pids)
@@ -279,8 +303,8 @@ async def acks(workers, window, clients=100, warmup=10, per_client=150):
               f"{window} in flight each) in {wall:.2f} s: {count / wall:,.0f} acks/s, p50 "
               f"{percentile(ms, 50):.2f} ms, p99 {percentile(ms, 99):.2f} ms, max {ms[-1]:.2f} ms; "
               f"{count / workers_cpu:,.0f} acks per worker CPU-second")
-        print(f"    {commits / count:.3f} commits per ack ({commits / wall:.0f} commits/s); a write + fdatasync "
-              f"here took {disk:.2f} ms (median of 20, just before)")
+        print(f"    {commits / count:.3f} commits per ack ({commits / wall:.0f} commits/s); just before: a write + "
+              f"fdatasync took {disk:.2f} ms (median of 20), load average {load:.2f}")
         print(cores_line(wall, busy, cpu_before, cpu_after, client))
         print(spread_line(cluster, pids))
         perf.report(f"acks, {workers} worker(s), all of them")
@@ -289,7 +313,7 @@ async def acks(workers, window, clients=100, warmup=10, per_client=150):
         close_all(s.client for s in senders)
         check_log(cluster, pids)
         return {"acks/s": count / wall, "ack p50 ms": percentile(ms, 50), "ack p99 ms": percentile(ms, 99),
-                "commits/s": commits / wall, "fdatasync ms": disk,
+                "commits/s": commits / wall, "fdatasync ms": disk, "load average": load,
                 "acks per worker CPU-s": count / workers_cpu, "workers cores": workers_cpu / wall,
                 "client cores": client / wall, "machine busy cores": busy / wall}
 
@@ -297,12 +321,13 @@ async def acks(workers, window, clients=100, warmup=10, per_client=150):
 # --- answers ---------------------------------------------------------------------------
 
 async def answers(workers, window, sessions=50, per_session=40, pieces=200):
-    with serving(Upstream(pieces, 0), **{"resumable_ws.workers": workers}) as (cluster, upstream):
+    with serving(Upstream(pieces, 0), **{"resumable_ws.workers": workers}) as (cluster, upstream), evidence(cluster):
         prefill(cluster)
         pids = await all_workers_accepting(cluster, workers)
         chats = await open_chats(cluster, sessions, "tok " * pieces)
         print(spread_line(cluster, pids))
         disk = fdatasync_ms(cluster.dir)
+        load = os.getloadavg()[0]
         scans_before = scans(cluster)
         xid_before = xid(cluster)
         cpu_before = per_worker_cpu(pids)
@@ -322,8 +347,9 @@ async def answers(workers, window, sessions=50, per_session=40, pieces=200):
         count = sessions * per_session
         print(f"  answers, {workers} worker(s): {count} answers ({sessions} sessions x {per_session}, {pieces} "
               f"pieces at full speed) in {wall:.2f} s: {count / wall:,.0f} answers/s, "
-              f"{count / workers_cpu:,.0f} answers per worker CPU-second, {commits / count:.2f} commits per answer "
-              f"(a write + fdatasync here: {disk:.2f} ms, median of 20, just before)")
+              f"{count / workers_cpu:,.0f} answers per worker CPU-second")
+        print(f"    {commits / count:.2f} commits per answer; just before: a write + fdatasync took {disk:.2f} ms "
+              f"(median of 20), load average {load:.2f}")
         print(cores_line(wall, busy, cpu_before, cpu_after, client, up))
         print(spread_line(cluster, pids))
         perf.report(f"answers, {workers} worker(s), all of them")
@@ -332,7 +358,7 @@ async def answers(workers, window, sessions=50, per_session=40, pieces=200):
         close_all(c.client for c in chats)
         check_log(cluster, pids)
         return {"answers/s": count / wall, "answers per worker CPU-s": count / workers_cpu,
-                "commits per answer": commits / count, "fdatasync ms": disk,
+                "commits per answer": commits / count, "fdatasync ms": disk, "load average": load,
                 "workers cores": workers_cpu / wall, "client cores": client / wall, "upstream cores": up / wall,
                 "machine busy cores": busy / wall}
 
@@ -354,7 +380,7 @@ def summary(results, counts, rounds):
     print("|---|" + "---|" * len(counts))
     for name in dict.fromkeys(name for name, _ in results):
         for figure in results[(name, counts[0])][0]:
-            digits = 2 if ("ms" in figure or "cores" in figure or "per answer" in figure) else 0
+            digits = 2 if any(w in figure for w in ("ms", "cores", "per answer", "load")) else 0
             cells = [span([r[figure] for r in results[(name, n)]], digits) for n in counts]
             print(f"| {name}: {figure} | " + " | ".join(cells) + " |")
     print(f"(load averages before each measurement are printed above; {os.cpu_count()} cores)")
