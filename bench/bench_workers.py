@@ -315,7 +315,8 @@ async def acks(workers, window, clients=100, warmup=10, per_client=150):
         return {"acks/s": count / wall, "ack p50 ms": percentile(ms, 50), "ack p99 ms": percentile(ms, 99),
                 "commits/s": commits / wall, "fdatasync ms": disk, "load average": load,
                 "acks per worker CPU-s": count / workers_cpu, "workers cores": workers_cpu / wall,
-                "client cores": client / wall, "machine busy cores": busy / wall}
+                "client cores": client / wall, "machine busy cores": busy / wall,
+                "others' cores": max(0.0, busy - workers_cpu - client) / wall}
 
 
 # --- answers ---------------------------------------------------------------------------
@@ -360,7 +361,7 @@ async def answers(workers, window, sessions=50, per_session=40, pieces=200):
         return {"answers/s": count / wall, "answers per worker CPU-s": count / workers_cpu,
                 "commits per answer": commits / count, "fdatasync ms": disk, "load average": load,
                 "workers cores": workers_cpu / wall, "client cores": client / wall, "upstream cores": up / wall,
-                "machine busy cores": busy / wall}
+                "machine busy cores": busy / wall, "others' cores": max(0.0, busy - workers_cpu - client - up) / wall}
 
 
 RUN = {"acks": acks, "answers": answers}
