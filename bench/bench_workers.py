@@ -2,7 +2,7 @@
 """1 worker against 2 (resumable_ws.workers, issue 13): acks/s and answers/s.
 
     /usr/bin/python3 bench/bench_workers.py [--rounds N] [--only acks,answers]
-                                            [--workers 1,2] [--window W] [--perf]
+                                            [--workers 1,2] [--window W] [--perf] [--waits]
 
 Each round measures every scenario once per worker count, alternating (1, 2
 in odd rounds, 2, 1 in even ones, so a machine that gets busier or quieter
@@ -17,7 +17,8 @@ the clients come, each cluster gets 10,000 earlier sessions of 10 answered
 messages, analyzed (see prefill()). Just before the window: the load average
 and a write + fdatasync beside the data (a commit's wait on this disk);
 after it, sequential scans of the extension's tables that read > 1000 rows.
---perf records every worker with perf (bench_hot_path.Perf). A summary table
+--perf records every worker with perf (bench_hot_path.Perf), --waits samples
+their wait events (class Waits; costs a backend's CPU). A summary table
 (ranges over the rounds) ends the run.
 
   acks     100 clients, each on its own session, llm_provider none: each
@@ -39,10 +40,12 @@ cores, a second worker can only help as far as a core is free; the cores
 used by everyone are printed next to each figure.
 """
 import asyncio
+import collections
 import contextlib
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 
@@ -192,6 +195,41 @@ def evidence(cluster):
         raise
 
 
+class Waits:
+    """With --waits: the workers' wait events in pg_stat_activity, sampled
+    every 5 ms from a thread of its own during the window (what a worker
+    waits for while not on a CPU; none while it runs or sits in epoll)."""
+
+    ON = {"on": False}
+
+    def __init__(self, cluster, pids):
+        self.counts = collections.Counter()
+        self.stop = threading.Event()
+        self.thread = None
+        if self.ON["on"]:
+            self.thread = threading.Thread(target=self.sample, args=(cluster, pids))
+            self.thread.start()
+
+    def sample(self, cluster, pids):
+        conn = cluster.connect_sql()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            while not self.stop.wait(0.005):
+                cur.execute("SELECT coalesce(wait_event_type || ':' || wait_event, 'none') FROM pg_stat_activity "
+                            "WHERE pid = ANY (%s)", (pids,))
+                self.counts.update(row[0] for row in cur.fetchall())
+        conn.close()
+
+    def report(self):
+        if not self.thread:
+            return
+        self.stop.set()
+        self.thread.join()
+        total = sum(self.counts.values()) or 1
+        print("    workers' wait events (share of samples): " + ", ".join(
+            f"{name} {n / total:.0%}" for name, n in self.counts.most_common(6)))
+
+
 def load_line():
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
@@ -290,9 +328,11 @@ async def acks(workers, window, clients=100, warmup=10, per_client=150):
         meter = Meter(pids)
         busy = machine_busy()
         perf = Perf(",".join(map(str, pids)), 10)
+        waits = Waits(cluster, pids)
         await asyncio.wait_for(asyncio.gather(*(s.run(per_client, True) for s in senders)), 120)
         wall, _, client, _ = Meter.delta(meter.start, meter.sample())
         busy = machine_busy() - busy
+        waits.report()
         cpu_after = per_worker_cpu(pids)
         commits = xid(cluster) - xid_before - 1  # minus the query's own xid
         count = clients * per_client
@@ -335,6 +375,7 @@ async def answers(workers, window, sessions=50, per_session=40, pieces=200):
         meter = Meter(pids, upstream)
         busy = machine_busy()
         perf = Perf(",".join(map(str, pids)), 10)
+        waits = Waits(cluster, pids)
 
         async def converse(chat):
             for n in range(per_session):
@@ -343,6 +384,7 @@ async def answers(workers, window, sessions=50, per_session=40, pieces=200):
         await asyncio.gather(*(converse(c) for c in chats))
         wall, workers_cpu, client, up = Meter.delta(meter.start, meter.sample())
         busy = machine_busy() - busy
+        waits.report()
         cpu_after = per_worker_cpu(pids)
         commits = xid(cluster) - xid_before - 1
         count = sessions * per_session
@@ -396,6 +438,9 @@ def main():
     if "--perf" in args:
         args.remove("--perf")
         bench_hot_path.PERF["on"] = True
+    if "--waits" in args:
+        args.remove("--waits")
+        Waits.ON["on"] = True
     if args or any(n not in RUN for n in names):
         sys.exit(__doc__ + f"\nunknown scenario or argument: {args or names}")
     results = {}
