@@ -197,8 +197,9 @@ def evidence(cluster):
 
 class Waits:
     """With --waits: the workers' wait events in pg_stat_activity, sampled
-    every 5 ms from a thread of its own during the window (what a worker
-    waits for while not on a CPU; none while it runs or sits in epoll)."""
+    every 5 ms from a thread of its own during the window. Extension:Extension
+    is a worker's loop waiting for work; none is running (or waiting for a
+    CPU); IO:WALSync and LWLock:WALWrite are commits waiting for the WAL."""
 
     ON = {"on": False}
 
