@@ -2,7 +2,7 @@
 """1 worker against 2 (resumable_ws.workers, issue 13): acks/s and answers/s.
 
     /usr/bin/python3 bench/bench_workers.py [--rounds N] [--only acks,answers]
-                                            [--workers 1,2] [--window W] [--perf] [--waits]
+                                            [--workers 1,2] [--window W] [--perf] [--waits] [--fresh]
 
 Each round measures every scenario once per worker count, alternating (1, 2
 in odd rounds, 2, 1 in even ones, so a machine that gets busier or quieter
@@ -14,7 +14,7 @@ average before it, how the connections were spread over the workers
 each one's), this client's and the upstream's, and the whole machine's busy
 cores (others = what the rest of a shared machine took meanwhile). Before
 the clients come, each cluster gets 10,000 earlier sessions of 10 answered
-messages, analyzed (see prefill()). Just before the window: the load average
+messages, analyzed (see prefill(); --fresh leaves the tables empty). Just before the window: the load average
 and a write + fdatasync beside the data (a commit's wait on this disk);
 after it, sequential scans of the extension's tables that read > 1000 rows.
 --perf records every worker with perf (bench_hot_path.Perf), --waits samples
@@ -157,6 +157,9 @@ def scans_line(before, after):
     return "    sequential scans reading > 1000 rows in the window: " + (", ".join(parts) or "none")
 
 
+PREFILL = {"on": True}
+
+
 def prefill(cluster, sessions=10_000, per_session=10):
     """Earlier conversations (sessions x per_session answered messages: the
     events, idempotency keys and finished generations), analyzed, before any
@@ -165,6 +168,8 @@ def prefill(cluster, sessions=10_000, per_session=10):
     lookups, and those plans stay (autovacuum looks once a minute) while the
     tables grow with each message: a cost per pass, doubled by two workers,
     that a log in use does not have."""
+    if not PREFILL["on"]:
+        return
     started = time.perf_counter()
     cluster.sql("""
         WITH s AS (INSERT INTO resumable_ws.ws_sessions (user_id, last_event_id)
@@ -439,6 +444,9 @@ def main():
     if "--perf" in args:
         args.remove("--perf")
         bench_hot_path.PERF["on"] = True
+    if "--fresh" in args:
+        args.remove("--fresh")
+        PREFILL["on"] = False
     if "--waits" in args:
         args.remove("--waits")
         Waits.ON["on"] = True
