@@ -107,14 +107,16 @@ def load_note(cores, who):
 
 
 class Meter:
-    """CPU seconds of the worker, this client and the upstream, and wall time."""
+    """CPU seconds of the worker (summed over every pid when given a list:
+    resumable_ws.workers > 1), this client and the upstream, and wall time."""
 
-    def __init__(self, worker, upstream=None):
-        self.worker, self.upstream = worker, upstream
+    def __init__(self, workers, upstream=None):
+        self.workers = [workers] if isinstance(workers, int) else list(workers)
+        self.upstream = upstream
         self.start = self.sample()
 
     def sample(self):
-        return (time.perf_counter(), cpu_seconds(self.worker), own_cpu(),
+        return (time.perf_counter(), sum(cpu_seconds(pid) for pid in self.workers), own_cpu(),
                 self.upstream.cpu() if self.upstream else 0.0)
 
     @staticmethod
