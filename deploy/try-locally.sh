@@ -121,7 +121,6 @@ for run in $(seq 1 "$runs"); do
   echo -n "run $run, $from -> $to ($([ "$kill_leader" -eq 1 ] && echo "SIGKILL of $from" || echo "patronictl failover")): "
   /usr/bin/python3 "$here/failover_client.py" ws://127.0.0.13:8787/ws "$secret" -- "${cmd[@]}" || status=1
   if [ "$kill_leader" -eq 1 ]; then  # the dead node comes back and rejoins as a standby
-    wait "${!pid_var}" 2>/dev/null || true
     rm -f "$work/node$n/data/postmaster.pid"
     start_node "$n"
   fi

@@ -139,7 +139,10 @@ def pair():
         primary = Cluster(**primary_settings)
         made.append(primary)
         primary.start()
-        standby = Cluster.standby_of(primary, **(standby_settings or {}))
+        # A standby whose primary died waits wal_retrieve_retry_interval
+        # (5 s by default) before it tries again to read WAL, and a promote
+        # request that comes in meanwhile waits for it too.
+        standby = Cluster.standby_of(primary, wal_retrieve_retry_interval="'1s'", **(standby_settings or {}))
         made.append(standby)
         standby.start(wait_healthy=False)
         if synchronous:
