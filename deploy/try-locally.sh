@@ -16,6 +16,10 @@
 # run as root. Everything it starts is stopped at the end.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# From /: Patroni and Postgres run as postgres, who may not enter the
+# working directory (a checkout under /root), and Postgres' programs
+# chdir back to it.
+cd /
 runs=3; kill_leader=0; backend=primary_by_healthz; keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -39,8 +43,18 @@ as_pg=()
 # setpriv execs (runuser would fork): the pid started is the process itself.
 if [ "$(id -u)" -eq 0 ]; then as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups); chown postgres: "$work"; fi
 pids=()
+any_alive() {
+  local pid
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # Patroni stops its Postgres first; one stuck (a failed bootstrap does not
+  # end at SIGTERM) is killed after 30 s.
+  local deadline=$((SECONDS + 30))
+  while [ $SECONDS -lt $deadline ] && any_alive; do sleep 0.2; done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   # Patroni stops its Postgres when it stops; one killed with SIGKILL does not.
   for n in 1 2; do

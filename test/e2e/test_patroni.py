@@ -24,7 +24,11 @@ def test_patronictl_failover_through_haproxy_loses_nothing_acknowledged():
         output, _ = run.communicate(timeout=240)
     except subprocess.TimeoutExpired:
         run.terminate()  # the script stops what it started
-        output, _ = run.communicate(timeout=60)
+        try:
+            output, _ = run.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            output, _ = run.communicate()
         pytest.fail("try-locally.sh did not finish in 240 s:\n" + output)
     print(output)
     assert run.returncode == 0, output
