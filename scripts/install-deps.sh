@@ -27,6 +27,9 @@ if [ "${1:-}" = "--test" ]; then
     python3-cryptography python3-prometheus-client postgresql-15-cron
     # the chat page suite drives Debian's Chromium (test/browser)
     chromium
+    # failover through HAProxy (test_failover.py), and deploy/'s Patroni +
+    # etcd + HAProxy setup run on loopback (test_patroni.py)
+    haproxy patroni etcd-server
   )
 fi
 

@@ -4,7 +4,11 @@ it serves as primary without a restart, ending the answers the old primary
 left running as interrupted; and with a synchronous standby, a primary killed
 with SIGKILL mid-answer loses no event a client was sent or acknowledged."""
 import asyncio
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
 
 import pytest
@@ -12,7 +16,7 @@ import websockets
 
 from conftest import run, upstream_settings
 from fake_openai import Stream
-from harness import TIMEOUT, Closed, Cluster, connect_when_back
+from harness import TIMEOUT, Closed, Cluster, connect_when_back, free_port
 
 
 def replayed_up_to(standby, lsn):
@@ -31,6 +35,100 @@ def stored_events(cluster, session_id):
     return [{"id": r[0], "event_type": r[1], "payload": r[2]} for r in rows]
 
 
+class Through(Cluster):
+    """Where clients connect when they go through a proxy: only its port."""
+
+    def __init__(self, port):  # no cluster of its own
+        self.ws_port = port
+        self.client_ssl = None
+
+
+# deploy/haproxy/haproxy.cfg's choices, with checks ten times as frequent.
+HAPROXY_CONFIG = """
+global
+    stats socket {directory}/admin.sock
+    log stdout format iso local0 info
+defaults
+    mode http
+    log global
+    option httplog
+    option log-health-checks
+    # HAProxy starts with every server up until its first check says
+    # otherwise, and a primary it has not yet marked down refuses: a refused
+    # connection is tried on another server at once, not answered 503.
+    option redispatch 1
+    retries 3
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    timeout tunnel 60s
+    timeout check 2s
+frontend websockets
+    bind 127.0.0.1:{port}
+    default_backend primary
+backend primary
+    # Only the node whose worker answers /healthz with 200 (role primary).
+    option httpchk GET /healthz
+    http-check expect status 200
+    default-server inter 100ms fall 2 rise 1 on-marked-down shutdown-sessions
+{servers}
+"""
+
+
+def haproxy_servers(directory):
+    """{server: (status, last check)} from HAProxy's stats socket."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(TIMEOUT)
+        s.connect(os.path.join(directory, "admin.sock"))
+        s.sendall(b"show stat\n")
+        text = b""
+        while chunk := s.recv(65536):
+            text += chunk
+    lines = text.decode().splitlines()
+    columns = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(columns, line.split(","))) for line in lines[1:] if line]
+    return {r["svname"]: (r["status"], r["check_status"]) for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+@pytest.fixture
+def haproxy():
+    """start(clusters): HAProxy on loopback in front of them, returned once
+    its first checks ran; stopped after (its log printed, for failures)."""
+    running = []
+
+    def start(clusters):
+        # Not a port a node will listen on later (a standby's is free until
+        # it is promoted).
+        port = free_port()
+        while port in [c.ws_port for c in clusters]:
+            port = free_port()
+        servers = "\n".join(f"    server node{i} 127.0.0.1:{c.ws_port} check" for i, c in enumerate(clusters))
+        directory = tempfile.mkdtemp(prefix="rws-haproxy-")
+        config = os.path.join(directory, "haproxy.cfg")
+        with open(config, "w") as f:
+            f.write(HAPROXY_CONFIG.format(port=port, servers=servers, directory=directory))
+        log = open(os.path.join(directory, "haproxy.log"), "w")
+        running.append((subprocess.Popen(["haproxy", "-f", config, "-db", "-q"], stdout=log, stderr=log), directory))
+
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                states = haproxy_servers(directory)
+                if len(states) == len(clusters) and all(check not in ("", "INI") for _, check in states.values()):
+                    return Through(port)
+            except OSError:
+                pass  # not listening yet
+            assert time.monotonic() < deadline, "HAProxy's first health checks did not run"
+            time.sleep(0.02)
+    yield start
+    for proc, directory in running:
+        proc.kill()
+        proc.wait()
+        with open(os.path.join(directory, "haproxy.log")) as f:
+            print("HAProxy's log:\n" + f.read()[-4000:])
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture
 def pair():
     """make(settings, standby_settings, synchronous): a primary and its hot
@@ -41,7 +139,10 @@ def pair():
         primary = Cluster(**primary_settings)
         made.append(primary)
         primary.start()
-        standby = Cluster.standby_of(primary, **(standby_settings or {}))
+        # A standby whose primary died waits wal_retrieve_retry_interval
+        # (5 s by default) before it tries again to read WAL, and a promote
+        # request that comes in meanwhile waits for it too.
+        standby = Cluster.standby_of(primary, wal_retrieve_retry_interval="'1s'", **(standby_settings or {}))
         made.append(standby)
         standby.start(wait_healthy=False)
         if synchronous:
@@ -120,13 +221,21 @@ async def chat(client, questions, seen, acked, stop):
         return  # the primary died under it
 
 
+@pytest.mark.parametrize("route", ["to each node", "through haproxy"])
 @run
-async def test_sigkill_of_a_synchronous_primary_mid_answer_loses_nothing_acknowledged(pair, upstream):
+async def test_sigkill_of_a_synchronous_primary_mid_answer_loses_nothing_acknowledged(pair, upstream, haproxy, route):
+    """Clients are given both nodes' addresses, or one HAProxy that sends them
+    to whichever node's /healthz says primary."""
+    if route == "through haproxy" and not shutil.which("haproxy"):
+        pytest.skip("haproxy is not installed (scripts/install-deps.sh --test installs it)")
     primary, standby = pair(upstream_settings(upstream), synchronous=True)
+    before, after = primary, standby
+    if route == "through haproxy":
+        before = after = haproxy([primary, standby])
     upstream.reset()
     # Slow answers, so that the kill lands mid-answer for every session.
     upstream.script(*[Stream([f"piece{i} " for i in range(60)], delay=0.05) for _ in range(30)])
-    clients = [await primary.new_session() for _ in range(3)]
+    clients = [await before.new_session() for _ in range(3)]
     seen = {c.session_id: [] for c in clients}
     acked = {c.session_id: [] for c in clients}
     stop = asyncio.Event()
@@ -147,7 +256,7 @@ async def test_sigkill_of_a_synchronous_primary_mid_answer_loses_nothing_acknowl
 
     async def reconnect(c):
         last = seen[c.session_id][-1]["id"] if seen[c.session_id] else 0
-        back = await connect_when_back(standby, timeout=30, user=c.user, session_id=c.session_id,
+        back = await connect_when_back(after, timeout=30, user=c.user, session_id=c.session_id,
                                        last_event_id=last)
         resumed_after.append(time.monotonic() - killed_at)
         return back
@@ -188,5 +297,5 @@ async def test_sigkill_of_a_synchronous_primary_mid_answer_loses_nothing_acknowl
         assert events[-1]["event_type"] == "assistant_done"
         assert [e["id"] for e in events] == list(range(head + 1, head + 1 + len(events)))
         await back.close()
-    print(f"failover seen by clients: ready again {min(resumed_after):.2f}-{max(resumed_after):.2f} s "
+    print(f"failover seen by clients ({route}): ready again {min(resumed_after):.2f}-{max(resumed_after):.2f} s "
           "after the SIGKILL (pg_ctl promote included)")
