@@ -132,6 +132,14 @@ def listening_sockets(port):
     return count
 
 
+
+async def each_got_the_log_exactly(stored, head, *clients):
+    """Each client received exactly the stored events up to head; then it is closed."""
+    for client in clients:
+        events, _ = await read_through(client, head)
+        assert events == stored
+        await client.close()
+
 @run
 async def test_two_workers_serve_one_port(cluster):
     pids = cluster.worker_pids()
@@ -213,11 +221,7 @@ async def test_messages_through_both_workers_are_answered_once_each_in_order(clu
     asked = [r.body["messages"][-1]["content"] for r in upstream.requests]
     assert asked == [e["payload"]["content"] for e in stored if e["event_type"] == "user_message"]
     assert upstream.max_active <= 1
-    for client in (a, b):
-        events, _ = await read_through(client, head)
-        assert events == stored
-    await a.close()
-    await b.close()
+    await each_got_the_log_exactly(stored, head, a, b)
 
 
 @run
@@ -311,11 +315,7 @@ async def test_an_answer_left_running_by_no_worker_ends_interrupted_when_its_ses
     assert [e["payload"]["reply_to"] for e in started] == [message]
     deltas, end = check_generation(stored[3:], message)
     assert end["event_type"] == "assistant_done" and deltas
-    for client in (a, b):
-        events, _ = await read_through(client, head)
-        assert events == stored
-    await a.close()
-    await b.close()
+    await each_got_the_log_exactly(stored, head, a, b)
 
 
 @run

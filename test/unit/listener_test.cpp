@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 using rws::Listener;
@@ -31,13 +32,20 @@ int unused_port() {
     return ntohs(address.sin_port);
 }
 
-int connect_to(int port) {
+// connect() to 127.0.0.1:port; returns the socket and whether it connected.
+std::pair<int, bool> try_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     address.sin_port = htons(static_cast<uint16_t>(port));
-    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr *>(&address), sizeof(address)), 0);
+    bool connected = connect(fd, reinterpret_cast<sockaddr *>(&address), sizeof(address)) == 0;
+    return {fd, connected};
+}
+
+int connect_to(int port) {
+    auto [fd, connected] = try_connect(port);
+    EXPECT_TRUE(connected);
     return fd;
 }
 
@@ -109,12 +117,8 @@ TEST(Listener, AcceptedSocketsReachTheCallbackNonBlocking) {
     // Closed: a new connection is refused.
     listener.close();
     EXPECT_FALSE(listener.listening());
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    EXPECT_NE(connect(fd, reinterpret_cast<sockaddr *>(&address), sizeof(address)), 0);
+    auto [fd, connected] = try_connect(port);
+    EXPECT_FALSE(connected);
     close(fd);
 }
 
