@@ -48,6 +48,7 @@ void SessionHub::on_drained(Connection &conn) {
 // connections of those sessions (their owner of a session reads its new
 // generations). This worker sends its own from memory.
 static void wake_other_workers(const AppendBatch &appends) {
+    if (settings.workers < 2) return;                        // no list built on the one-worker hot path
     const std::vector<NewEvent> &events = appends.events();  // by session
     std::vector<std::string> sessions;
     for (const NewEvent &event : events)
